@@ -1,0 +1,1 @@
+"""swarmlite benchmarks: see bench/run.py and docs/benchmarks.md."""

@@ -1,0 +1,98 @@
+"""What a task's container says about the task, and what the agent must do. Pure."""
+
+from __future__ import annotations
+
+import enum
+import time
+
+import msgspec
+
+from swarmlite.agent.containers import ContainerInfo
+from swarmlite.spec.objects import Task, TaskState, TaskStatus
+
+# After a task leaves the routes, how long before its stop signal: time for the mesh of
+# every node to apply routes without it (they get them with the same assignments push).
+DRAIN_DELAY = 1.0
+
+
+class Action(enum.Enum):
+    NONE = "none"
+    START = "start"  # prepare, create and start a container
+    STOP = "stop"  # stop the running container (desired state is past running)
+    REPORT = "report"  # only report an observed change
+
+
+def observed_status(task: Task, container: ContainerInfo, now: float | None = None) -> TaskStatus:
+    """The task's observed status read off its container."""
+    now = time.time() if now is None else now
+    base = TaskStatus(
+        container_id=container.id,
+        addresses=container.addresses,
+        remote_ports=container.host_ports,
+        timestamp=now,
+        state=TaskState.STARTING,
+        message="starting",
+    )
+    if container.state == "running":
+        if not task.spec.has_healthcheck or container.health == "healthy":
+            return msgspec.structs.replace(base, state=TaskState.RUNNING, message="running")
+        if container.health == "unhealthy":
+            return msgspec.structs.replace(
+                base, state=TaskState.FAILED, message="unhealthy", err="task: unhealthy container"
+            )
+        return msgspec.structs.replace(base, message="starting: waiting for healthcheck")
+    if container.state in ("exited", "dead"):
+        code = container.exit_code
+        ended_at = container.finished_at or now
+        if task.desired_state > TaskState.RUNNING:
+            return msgspec.structs.replace(
+                base,
+                state=TaskState.SHUTDOWN,
+                message="shutdown",
+                exit_code=code,
+                timestamp=ended_at,
+            )
+        if code == 0:
+            return msgspec.structs.replace(
+                base, state=TaskState.COMPLETE, message="finished", exit_code=0, timestamp=ended_at
+            )
+        err = container.error or f"task: non-zero exit ({code})"
+        return msgspec.structs.replace(
+            base,
+            state=TaskState.FAILED,
+            message="failed",
+            err=err,
+            exit_code=code,
+            timestamp=ended_at,
+        )
+    return base
+
+
+def decide(task: Task, container: ContainerInfo | None, reported: TaskStatus) -> Action:
+    """The next thing to do for one task, given its container and what was reported."""
+    if task.desired_state <= TaskState.RUNNING:
+        if reported.state.terminal:
+            return Action.NONE  # the manager decides what comes next
+        if container is None:
+            return Action.START
+        if container.state == "running" and container.health == "unhealthy":
+            return Action.STOP
+        return Action.REPORT
+    if container is not None and container.state in ("running", "restarting", "paused"):
+        return Action.STOP
+    return Action.NONE if reported.state.terminal else Action.REPORT
+
+
+def drain_waits(
+    grace: float, received_at: float, now: float, delay: float = DRAIN_DELAY
+) -> tuple[float, float]:
+    """How long to wait before stopping a routed task whose desired state is past running.
+
+    Returns ``(pause, in_flight)``: pause until ``delay`` has passed since the agent
+    received the shutdown (``received_at``), then wait up to ``in_flight`` s for this
+    node's mesh to have nothing in flight to the task. Both fit in ``grace`` (the
+    task's stop_grace_period) counted from ``received_at``: 0 means stop at once.
+    """
+    end = received_at + max(grace, 0.0)
+    pause = max(0.0, min(received_at + delay, end) - now)
+    return pause, max(0.0, end - now - pause)

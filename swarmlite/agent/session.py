@@ -1,0 +1,231 @@
+"""The node agent: its session with a manager, and what it does with assignments.
+
+One websocket to a manager (the next one on failure). Every Assignments message is
+applied in order: stack networks and service VIPs, then the mesh and name server, then
+the task runner (in node networking mode, ``node_network.py``, no stack networks, and
+the mesh and name server see ``node_local_routes``). Status changes flow back
+batched; after a reconnect the agent resends everything it knows, so the manager
+never misses a final state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import platform
+import socket
+import ssl
+from collections.abc import Callable, Sequence
+
+import aiohttp
+
+from swarmlite.agent.node_network import node_local_routes
+from swarmlite.agent.runtime import DockerRuntime
+from swarmlite.agent.worker import TaskRunner
+from swarmlite.api.agent_protocol import (
+    Assignments,
+    Hello,
+    StatusReport,
+    TaskUpdate,
+    encoder,
+    manager_decoder,
+)
+from swarmlite.proxy.dns import ServiceNameServer
+from swarmlite.proxy.mesh import MeshProxy
+from swarmlite.spec.objects import Network, NodeResources, Platform, TaskStatus
+from swarmlite.spec.routes import RoutesSnapshot
+
+log = logging.getLogger("swarmlite.agent")
+
+
+class NodeAgent:
+    def __init__(
+        self,
+        *,
+        node_id: str,
+        addr: str,
+        api_port: int,
+        managers: Sequence[str],
+        ssl_context: ssl.SSLContext | None,
+        runtime: DockerRuntime,
+        mesh: MeshProxy,
+        names: ServiceNameServer | None,
+        node_network: bool = False,
+        on_cluster_change: Callable[[tuple[str, ...], str], None] | None = None,
+    ) -> None:
+        self.node_id = node_id
+        self._addr = addr
+        self._api_port = api_port
+        self._managers = list(managers)
+        self._ssl = ssl_context
+        self.runtime = runtime
+        self.mesh = mesh
+        self.names = names
+        self._node_network = node_network
+        # Told the managers' addresses and this node's recorded role when they change.
+        self._on_cluster_change = on_cluster_change
+        self._seen_cluster: tuple[tuple[str, ...], str] = ((), "")
+        self.runner = TaskRunner(runtime, node_id, self._queue_report, drained=mesh.drained)
+        self._outbox: dict[str, TaskStatus] = {}
+        self._outbox_ready = asyncio.Event()
+        self._networks: dict[str, tuple[Network, frozenset[str]]] = {}
+        self._unremoved: set[str] = set()  # networks to remove once no container uses them
+        self._retrier: asyncio.Task[None] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.connected = asyncio.Event()
+        self.last_routes: RoutesSnapshot | None = None
+
+    async def start(self) -> None:
+        await self.runtime.ping()
+        await self.mesh.start()
+        if self.names is not None:
+            await self.names.start()
+        await self.runner.start()
+        self._task = asyncio.create_task(self._session_loop(), name="agent-session")
+
+    async def stop(self) -> None:
+        for task in (self._task, self._retrier):
+            if task:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        await self.runner.stop()
+
+    def _queue_report(self, task_id: str, status: TaskStatus) -> None:
+        self._outbox[task_id] = status
+        self._outbox_ready.set()
+
+    async def _hello(self) -> Hello:
+        cpus, memory, os_name, arch = await self.runtime.info()
+        return Hello(
+            node_id=self.node_id,
+            hostname=socket.gethostname(),
+            addr=self._addr,
+            api_port=self._api_port,
+            platform=Platform(
+                os=os_name or platform.system().lower(), arch=arch or platform.machine()
+            ),
+            resources=NodeResources(cpus=cpus or float(os.cpu_count() or 1), memory=memory),
+        )
+
+    async def _session_loop(self) -> None:
+        backoff = 0.1
+        index = 0
+        async with aiohttp.ClientSession() as http:
+            while True:
+                url = f"https://{self._managers[index % len(self._managers)]}/v1/agent/session"
+                try:
+                    async with http.ws_connect(
+                        url, ssl=self._ssl or False, heartbeat=2.0, max_msg_size=0
+                    ) as ws:
+                        await ws.send_str(encoder.encode(await self._hello()).decode())
+                        # Resend everything known: the manager may have missed reports.
+                        for task_id, status in self.runner.statuses().items():
+                            self._outbox.setdefault(task_id, status)
+                        self._outbox_ready.set()
+                        self.connected.set()
+                        backoff = 0.1
+                        log.info("session open manager=%s", url)
+                        await self._run_session(ws)
+                except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                    log.warning("session to %s failed: %s", url, exc)
+                self.connected.clear()
+                index += 1
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+
+    async def _run_session(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        sender = asyncio.create_task(self._send_reports(ws))
+        try:
+            async for msg in ws:
+                if msg.type == aiohttp.WSMsgType.TEXT:
+                    message = manager_decoder.decode(msg.data)
+                    if isinstance(message, Assignments):
+                        await self.apply(message)
+                elif msg.type in (aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSE):
+                    break
+        finally:
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await sender
+
+    async def _send_reports(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        while True:
+            await self._outbox_ready.wait()
+            self._outbox_ready.clear()
+            batch, self._outbox = self._outbox, {}
+            if not batch:
+                continue
+            report = StatusReport(
+                updates=tuple(TaskUpdate(task_id=k, status=v) for k, v in batch.items())
+            )
+            try:
+                await ws.send_str(encoder.encode(report).decode())
+            except Exception:
+                # Put them back for the next session; newer reports win.
+                for k, v in batch.items():
+                    self._outbox.setdefault(k, v)
+                raise
+
+    async def apply(self, message: Assignments) -> None:
+        if message.managers:
+            # Fail over to any manager the cluster knows, not only the ones we started with.
+            self._managers = list(dict.fromkeys((*self._managers, *message.managers)))
+        seen = (message.managers, message.node_role)
+        if seen != self._seen_cluster and self._on_cluster_change is not None:
+            self._seen_cluster = seen
+            self._on_cluster_change(*seen)
+        routes = served = message.routes
+        if self._node_network:
+            served = node_local_routes(routes)
+        else:
+            await self._apply_networks(routes)
+        await self.mesh.apply(served)
+        if self.names is not None:
+            await self.names.apply(served)
+        self.last_routes = routes
+        self.runtime.files.update(message.tasks, message.secrets, message.configs)
+        self.runner.apply(message.tasks, routes.networks, message.volumes)
+
+    async def _remove_unused_networks(self) -> None:
+        for name in sorted(self._unremoved):
+            with contextlib.suppress(Exception):
+                if await self.runtime.remove_network(name):
+                    self._unremoved.discard(name)
+
+    async def _retry_network_removal(self) -> None:
+        for _ in range(120):  # bounded: two minutes, then the next assignments retry
+            await asyncio.sleep(1.0)
+            await self._remove_unused_networks()
+            if not self._unremoved:
+                return
+
+    async def _apply_networks(self, routes: RoutesSnapshot) -> None:
+        vips: dict[str, set[str]] = {}
+        for route in routes.services:
+            for net_name, vip in route.endpoints.items():
+                vips.setdefault(net_name, set()).add(vip)
+        wanted = {n.name: (n, frozenset(vips.get(n.name, ()))) for n in routes.networks}
+        # Removals first, so a freed subnet is gone from Docker before a new network
+        # takes it; one still used by a container is retried on the next assignments.
+        for name in set(self._networks) - set(wanted):
+            net, _ = self._networks.pop(name)
+            with contextlib.suppress(Exception):
+                await self.runtime.set_vips(net, ())
+            self._unremoved.add(name)
+        self._unremoved -= set(wanted)
+        await self._remove_unused_networks()
+        if self._unremoved and (self._retrier is None or self._retrier.done()):
+            # Their containers are still stopping; no new assignments may come to retry.
+            self._retrier = asyncio.create_task(self._retry_network_removal())
+        for name, (net, addrs) in wanted.items():
+            if self._networks.get(name) == (net, addrs):
+                continue
+            try:
+                await self.runtime.ensure_network(net)
+                await self.runtime.set_vips(net, addrs)
+                self._networks[name] = (net, addrs)
+            except Exception as exc:
+                log.error("network=%s could not be prepared: %s", name, exc)

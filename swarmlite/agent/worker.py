@@ -1,0 +1,327 @@
+"""The task runner: makes this node's containers match its assignments.
+
+Level-triggered: any assignment change or Docker event marks the runner dirty, and a
+pass compares every assigned task with its container. Each container operation runs
+as its own coroutine so one slow stop never holds up a start.
+
+Stopping a task that was running (update, scale-down, drain, rm) never fails a request.
+The manager's routes drop a task as soon as its desired state passes running, and the
+agent applies those routes to its mesh before it sees the task's new desired state.
+The stop then: (1) waits ``drain_delay`` from when the agent received the shutdown, so
+every node's mesh has applied routes without the task; (2) waits for this node's mesh
+to have no connection or request in flight to it; both within stop_grace_period;
+(3) sends the stop signal, with stop_grace_period before the kill.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+
+import msgspec
+
+from swarmlite.agent.containers import ContainerInfo
+from swarmlite.agent.observe import DRAIN_DELAY, Action, decide, drain_waits, observed_status
+from swarmlite.agent.runtime import DockerRuntime
+from swarmlite.errors import RuntimeFailure, SwarmliteError
+from swarmlite.spec.objects import Network, Task, TaskState, TaskStatus, Volume
+
+log = logging.getLogger("swarmlite.agent")
+
+Reporter = Callable[[str, TaskStatus], None]
+# The mesh's ``drained(task_id, timeout)``: True once nothing is in flight to the task.
+Drained = Callable[[str, float], Awaitable[bool]]
+
+
+class TaskRunner:
+    def __init__(
+        self,
+        runtime: DockerRuntime,
+        node_id: str,
+        report: Reporter,
+        *,
+        drained: Drained | None = None,
+        drain_delay: float = DRAIN_DELAY,
+    ) -> None:
+        self._runtime = runtime
+        self._drained = drained
+        self._drain_delay = drain_delay
+        self._shutdown_at: dict[str, float] = {}  # task id -> when its shutdown arrived
+        self._node_id = node_id
+        self._report_cb = report
+        self._tasks: dict[str, Task] = {}
+        self._networks: dict[str, Network] = {}
+        self._volumes: dict[str, Volume] = {}
+        self._containers: dict[str, ContainerInfo] = {}  # task id -> container
+        self._reported: dict[str, TaskStatus] = {}
+        self._busy: dict[str, asyncio.Task[None]] = {}
+        self._rechecks: dict[str, asyncio.Task[None]] = {}
+        self._ready_networks: set[tuple[str, str]] = set()
+        self._dirty = asyncio.Event()
+        self._synced = False  # no removal of unknown containers before the first assignment
+        self._loops: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        await self._relist()
+        self._loops = [
+            asyncio.create_task(self._events_loop(), name="agent-events"),
+            asyncio.create_task(self._reconcile_loop(), name="agent-reconcile"),
+        ]
+
+    async def stop(self) -> None:
+        running = [*self._loops, *self._busy.values(), *self._rechecks.values()]
+        for task in running:
+            task.cancel()
+        for task in running:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    def statuses(self) -> dict[str, TaskStatus]:
+        return dict(self._reported)
+
+    def apply(
+        self, tasks: Sequence[Task], networks: Sequence[Network], volumes: Sequence[Volume]
+    ) -> None:
+        self._tasks = {t.id: t for t in tasks}
+        now = time.monotonic()
+        self._shutdown_at = {
+            t.id: self._shutdown_at.get(t.id, now)
+            for t in tasks
+            if t.desired_state > TaskState.RUNNING
+        }
+        self._networks = {n.name: n for n in networks}
+        self._volumes = {v.name: v for v in volumes}
+        for task in tasks:
+            # What the manager last recorded is our floor: never report backwards.
+            known = self._reported.get(task.id)
+            if known is None or task.status.state > known.state:
+                self._reported[task.id] = task.status
+        self._synced = True
+        self._dirty.set()
+
+    def _report(self, task_id: str, status: TaskStatus) -> None:
+        previous = self._reported.get(task_id)
+        if previous is not None and not previous.advanced(status):
+            return
+        if previous is not None and _same(previous, status):
+            return
+        self._reported[task_id] = status
+        task = self._tasks.get(task_id)
+        log.info(
+            "task=%s service=%s state=%s %s",
+            task_id[:12],
+            task.service_name if task else "?",
+            status.state.label,
+            status.err or status.message,
+        )
+        self._report_cb(task_id, status)
+
+    async def _relist(self) -> None:
+        containers = await self._runtime.list_own()
+        self._containers = {c.task_id: c for c in containers if c.task_id}
+
+    async def _events_loop(self) -> None:
+        async for event in self._runtime.events():
+            if event.action == "resync":
+                await self._relist()
+            elif event.action == "destroy":
+                current = self._containers.get(event.task_id)
+                if current is not None and current.id == event.container_id:
+                    del self._containers[event.task_id]
+            else:
+                try:
+                    info = await self._runtime.inspect(event.container_id)
+                except SwarmliteError as exc:
+                    log.warning("inspect after event %s failed: %s", event.action, exc)
+                    info = None
+                if info is not None and event.health and info.state == "running":
+                    # The event can outrun inspect's view of the health state.
+                    info = msgspec.structs.replace(info, health=event.health)
+                if info is not None and info.task_id:
+                    self._containers[info.task_id] = info
+            self._dirty.set()
+
+    def _recheck_later(self, task: Task, container: ContainerInfo) -> None:
+        """Read a starting container again after one healthcheck interval.
+
+        Docker's health events are the primary signal; this bounded re-read, only
+        while a task waits for its first healthy check, covers an event that was lost.
+        """
+        if task.id in self._rechecks or task.spec.healthcheck is None:
+            return
+        delay = max(1.0, task.spec.healthcheck.interval)
+
+        async def recheck() -> None:
+            try:
+                await asyncio.sleep(delay)
+                info = await self._runtime.inspect(container.id)
+                current = self._containers.get(task.id)
+                if (
+                    info is not None
+                    and current is not None
+                    and current.id == info.id
+                    and (current.health, current.state) != (info.health, info.state)
+                ):
+                    self._containers[task.id] = info
+            except SwarmliteError:
+                pass
+            finally:
+                self._rechecks.pop(task.id, None)
+                self._dirty.set()
+
+        self._rechecks[task.id] = asyncio.create_task(recheck())
+
+    async def _reconcile_loop(self) -> None:
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            try:
+                self.reconcile_pass()
+            except Exception:
+                log.exception("agent reconcile pass failed")
+
+    def reconcile_pass(self) -> None:
+        for task in list(self._tasks.values()):
+            if task.id in self._busy:
+                continue
+            container = self._containers.get(task.id)
+            reported = self._reported.get(task.id, task.status)
+            action = decide(task, container, reported)
+            if action is Action.START:
+                self._spawn(task.id, self._start(task))
+            elif action is Action.STOP:
+                assert container is not None
+                if task.desired_state <= TaskState.RUNNING:
+                    # Unhealthy: say so before the stop turns it into a plain exit code.
+                    self._report(task.id, observed_status(task, container))
+                self._spawn(task.id, self._stop(task, container))
+            elif action is Action.REPORT and container is not None:
+                self._report(task.id, observed_status(task, container))
+                if container.state == "running" and container.health == "starting":
+                    self._recheck_later(task, container)
+            elif action is Action.REPORT and task.desired_state > TaskState.RUNNING:
+                self._report(task.id, _status(TaskState.SHUTDOWN, "shutdown"))
+        if self._synced:
+            for task_id, container in list(self._containers.items()):
+                if task_id not in self._tasks and task_id not in self._busy:
+                    self._spawn(task_id, self._remove(container))
+
+    def _spawn(self, key: str, coro: object) -> None:
+        async def run() -> None:
+            try:
+                await coro  # type: ignore[misc]
+            finally:
+                self._busy.pop(key, None)
+                self._dirty.set()
+
+        self._busy[key] = asyncio.create_task(run())
+
+    async def _start(self, task: Task) -> None:
+        self._report(task.id, _status(TaskState.PREPARING, "preparing"))
+        try:
+            networks = [self._networks[f"{task.spec.stack}_{n}"] for n in task.spec.networks]
+            for net in networks:
+                # Checked once per network and runner: 20 parallel starts need not
+                # queue 20 times on the same Docker network inspect.
+                if (net.name, net.id) not in self._ready_networks:
+                    await self._runtime.ensure_network(net)
+                    self._ready_networks.add((net.name, net.id))
+            for mount in task.spec.mounts:
+                if mount.type == "volume":
+                    name = f"{task.spec.stack}_{mount.source}"
+                    vol = self._volumes.get(name)
+                    await self._runtime.ensure_volume(
+                        name,
+                        driver=vol.driver if vol else "local",
+                        driver_opts=vol.driver_opts if vol else {},
+                        labels={"swarmlite.stack": task.spec.stack},
+                    )
+            container_id = await self._runtime.create(task, networks)
+            self._report(
+                task.id, _status(TaskState.STARTING, "starting", container_id=container_id)
+            )
+            await self._runtime.start(container_id)
+            info = await self._runtime.inspect(container_id)
+            current = self._containers.get(task.id)
+            # The event stream may already have recorded a newer view (say, healthy):
+            # a read that started earlier must not overwrite it.
+            if info is not None and (current is None or current.id != info.id):
+                self._containers[task.id] = info
+        except KeyError as exc:
+            self._report(
+                task.id, _status(TaskState.REJECTED, "rejected", err=f"network {exc} unknown")
+            )
+        except RuntimeFailure as exc:
+            self._ready_networks.clear()  # the engine may have lost one: check again
+            state = TaskState.REJECTED if "not found" in str(exc) else TaskState.FAILED
+            self._report(task.id, _status(state, state.label, err=str(exc)))
+        except SwarmliteError as exc:
+            self._report(task.id, _status(TaskState.FAILED, "failed", err=str(exc)))
+
+    async def _drain(self, task: Task) -> None:
+        """Let the meshes stop sending to a task that was routed, and its requests end."""
+        reported = self._reported.get(task.id, task.status)
+        if reported.state != TaskState.RUNNING:
+            return  # never routable (or out of the routes since it went unhealthy)
+        received = self._shutdown_at.get(task.id, time.monotonic())
+        started = time.monotonic()
+        pause, in_flight = drain_waits(
+            task.spec.stop_grace_period, received, started, self._drain_delay
+        )
+        if pause:
+            await asyncio.sleep(pause)
+        drained = True
+        if self._drained is not None:
+            drained = await self._drained(task.id, in_flight)
+        log.info(
+            "task=%s service=%s drained=%s after %.2fs: sending stop signal",
+            task.id[:12],
+            task.service_name,
+            "yes" if drained else "no (grace period over)",
+            time.monotonic() - received,
+        )
+
+    async def _stop(self, task: Task, container: ContainerInfo) -> None:
+        if task.desired_state > TaskState.RUNNING:
+            await self._drain(task)
+        try:
+            await self._runtime.stop(
+                container.id, grace=task.spec.stop_grace_period, signal=task.spec.stop_signal
+            )
+        except RuntimeFailure as exc:
+            log.warning("task=%s stop failed: %s", task.id[:12], exc)
+        info = await self._runtime.inspect(container.id)
+        if info is not None:
+            self._containers[task.id] = info
+            if task.desired_state > TaskState.RUNNING:
+                self._report(task.id, observed_status(task, info))
+
+    async def _remove(self, container: ContainerInfo) -> None:
+        try:
+            if container.state == "running":
+                await self._runtime.stop(container.id, grace=10.0, signal=None)
+            await self._runtime.remove(container.id)
+            log.info(
+                "removed container=%s of task=%s (no longer assigned)",
+                container.id[:12],
+                container.task_id[:12],
+            )
+        except RuntimeFailure as exc:
+            log.warning("could not remove container=%s: %s", container.id[:12], exc)
+        if self._containers.get(container.task_id) is container:
+            del self._containers[container.task_id]
+        self._reported.pop(container.task_id, None)
+
+
+def _status(state: TaskState, message: str, *, err: str = "", container_id: str = "") -> TaskStatus:
+    return TaskStatus(
+        state=state, message=message, err=err, timestamp=time.time(), container_id=container_id
+    )
+
+
+def _same(a: TaskStatus, b: TaskStatus) -> bool:
+    # Timestamps differ on every read; report only real changes.
+    return msgspec.structs.replace(a, timestamp=0.0) == msgspec.structs.replace(b, timestamp=0.0)

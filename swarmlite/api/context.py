@@ -1,0 +1,79 @@
+"""What every API handler shares: the context, JSON answers, reading after a write."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from swarmlite.agent.runtime import DockerRuntime
+from swarmlite.errors import NotFoundError
+from swarmlite.manager.dispatcher import Dispatcher
+from swarmlite.manager.leader import LeaderElection
+from swarmlite.security.keeper import SecretKeeper
+from swarmlite.spec.objects import Service
+from swarmlite.store.cache import ClusterState, StateCache
+from swarmlite.store.store import Store, Versioned
+
+VERSION = "0.1.0"
+
+
+class ApiContext:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        cache: StateCache,
+        dispatcher: Dispatcher,
+        runtime: DockerRuntime,
+        node_id: str,
+        ca_pem: str,
+        election: LeaderElection | None = None,
+        keeper: SecretKeeper | None = None,
+    ) -> None:
+        self.election = election
+        self.keeper = keeper  # seals secrets; None on a node without the cluster key
+        self.store = store
+        self.cache = cache
+        self.dispatcher = dispatcher
+        self.runtime = runtime
+        self.node_id = node_id
+        self.ca_pem = ca_pem
+
+
+CTX = web.AppKey("ctx", ApiContext)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _json(obj: Any, status: int = 200) -> web.Response:
+    return web.Response(
+        body=msgspec.json.encode(obj), status=status, content_type="application/json"
+    )
+
+
+def _ctx(request: web.Request) -> ApiContext:
+    return request.app[CTX]
+
+
+async def _fresh(ctx: ApiContext, after: int) -> ClusterState:
+    """The cache view once it has caught up with a write at revision ``after``."""
+    deadline = time.monotonic() + 2.0
+    while ctx.cache.view().revision < after and time.monotonic() < deadline:
+        await ctx.cache.wait_changed(ctx.cache.version, timeout=0.2)
+    return ctx.cache.view()
+
+
+def find_service(state: ClusterState, name: str) -> Versioned[Service]:
+    exact = [v for v in state.services.values() if v.value.name == name or v.value.id == name]
+    if exact:
+        return exact[0]
+    prefixed = [v for v in state.services.values() if v.value.id.startswith(name)]
+    if len(prefixed) == 1:
+        return prefixed[0]
+    short = [v for v in state.services.values() if v.value.spec.name == name]
+    if len(short) == 1:
+        return short[0]
+    raise NotFoundError(f"service {name} not found (see 'swarmlite service ls')")

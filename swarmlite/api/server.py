@@ -1,0 +1,290 @@
+"""The manager's HTTP/JSON API (aiohttp), served over mutual TLS.
+
+Reads come from the watch-fed state cache; writes go to the store with compare-and-
+swap. Malformed bodies get 400 with a message and write nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import msgspec
+from aiohttp import web
+
+from swarmlite.api import stack_handlers
+from swarmlite.api.context import (
+    CTX,
+    VERSION,
+    ApiContext,
+    Handler,
+    _ctx,
+    _fresh,
+    _json,
+    find_service,
+)
+from swarmlite.api.models import (
+    ClusterInfo,
+    DeployResult,
+    RemoveResult,
+    ScaleRequest,
+    ServiceSummary,
+)
+from swarmlite.errors import (
+    ConflictError,
+    NotFoundError,
+    SpecError,
+    StoreUnavailableError,
+    SwarmliteError,
+)
+from swarmlite.security.mtls import allow_roles, ca_handler, mtls_middleware, request_identity
+from swarmlite.spec.objects import Service, TaskState
+from swarmlite.store.cache import ClusterState
+from swarmlite.store.store import Delete
+
+log = logging.getLogger("swarmlite.api")
+
+# Names other handler modules and tests import from here.
+__all__ = [
+    "CTX",
+    "VERSION",
+    "ApiContext",
+    "_fresh",
+    "_json",
+    "build_app",
+    "error_middleware",
+    "find_service",
+]
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except SwarmliteError as exc:
+        if exc.http_status >= 500:
+            log.warning("%s %s failed: %s", request.method, request.path, exc)
+        return _json({"error": str(exc)}, exc.http_status)
+    except msgspec.ValidationError as exc:
+        return _json({"error": f"invalid request body: {exc}"}, 400)
+    except msgspec.DecodeError as exc:
+        return _json({"error": f"malformed JSON: {exc}"}, 400)
+
+
+# Paths that answer without the store: public ones, the info page (it reports the
+# store's state), and agent sessions (the dispatcher copes with the store itself).
+STORELESS_PREFIXES = ("/v1/ca", "/v1/info", "/v1/agent/")
+
+
+@web.middleware
+async def store_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """503 while etcd cannot answer, instead of serving a stale cache as if all were well."""
+    if not request.path.startswith(STORELESS_PREFIXES):
+        ctx = request.app[CTX]
+        if not ctx.cache.connected:
+            raise StoreUnavailableError(
+                "cluster store unavailable: the watch on etcd is lost; reconnecting"
+            )
+        await ctx.store.check()
+    return await handler(request)
+
+
+def build_app(ctx: ApiContext) -> web.Application:
+    policy = allow_roles(
+        {
+            "/v1/agent/": ("manager", "worker"),
+            "/v1/renew": ("manager", "worker"),
+            "/v1/promotion": ("manager", "worker"),
+        },
+        default=("admin", "manager"),
+    )
+    app = web.Application(middlewares=[error_middleware, mtls_middleware(policy), store_middleware])
+    app[CTX] = ctx
+    r = app.router
+    r.add_get("/v1/ca", ca_handler(ctx.ca_pem))
+    r.add_get("/v1/info", info)
+    r.add_post("/v1/stacks/{stack}/deploy", stack_handlers.deploy)
+    r.add_get("/v1/stacks", stack_handlers.stacks)
+    r.add_delete("/v1/stacks/{stack}", stack_handlers.remove_stack)
+    r.add_get("/v1/services", services)
+    r.add_get("/v1/services/{name}", service)
+    r.add_delete("/v1/services/{name}", remove_service)
+    r.add_post("/v1/services/{name}/scale", scale)
+    r.add_get("/v1/services/{name}/logs", logs)
+    r.add_get("/v1/tasks", tasks)
+    r.add_get("/v1/nodes", nodes)
+    r.add_get("/v1/nodes/{id}", node)
+    r.add_get("/v1/agent/session", agent_session)
+    return app
+
+
+async def info(request: web.Request) -> web.Response:
+    ctx = _ctx(request)
+    state = ctx.cache.view()
+    cluster = state.cluster
+    return _json(
+        ClusterInfo(
+            cluster_id=cluster.id if cluster else "",
+            node_id=ctx.node_id,
+            node_role="manager",
+            leader=ctx.election is None or ctx.election.is_leader,
+            leader_id=ctx.election.leader_id if ctx.election else ctx.node_id,
+            store="ok" if ctx.cache.connected else "unavailable: etcd cannot be reached",
+            version=VERSION,
+        )
+    )
+
+
+def summarize(state: ClusterState, service: Service) -> ServiceSummary:
+    tasks = state.tasks_of(service.id)
+    running = sum(1 for t in tasks if t.routable)
+    if service.spec.mode == "global":
+        desired = sum(1 for t in tasks if t.desired_state == TaskState.RUNNING)
+    else:
+        desired = service.spec.replicas
+    ports = tuple(
+        f"*:{p.published}->{p.target}/{p.protocol}" for p in service.spec.ports if p.published
+    )
+    return ServiceSummary(
+        id=service.id,
+        name=service.name,
+        stack=service.spec.stack,
+        mode=service.spec.mode,
+        desired=desired,
+        running=running,
+        image=service.spec.image,
+        ports=ports,
+        update_state=service.update_status.state,
+        update_message=service.update_status.message,
+    )
+
+
+async def services(request: web.Request) -> web.Response:
+    state = _ctx(request).cache.view()
+    stack = request.query.get("stack")
+    out = [
+        summarize(state, v.value)
+        for v in sorted(state.services.values(), key=lambda v: v.value.name)
+        if stack is None or v.value.spec.stack == stack
+    ]
+    return _json(out)
+
+
+async def service(request: web.Request) -> web.Response:
+    return _json(find_service(_ctx(request).cache.view(), request.match_info["name"]).value)
+
+
+async def remove_service(request: web.Request) -> web.Response:
+    ctx = _ctx(request)
+    found = find_service(ctx.cache.view(), request.match_info["name"])
+    revision = await ctx.store.commit([Delete(Service, found.value.id, found.revision)])
+    await _fresh(ctx, revision)
+    return _json(RemoveResult(removed=(found.value.name,)))
+
+
+async def scale(request: web.Request) -> web.Response:
+    ctx = _ctx(request)
+    body = msgspec.json.decode(await request.read(), type=ScaleRequest)
+    if body.replicas < 0:
+        raise SpecError("replicas must be 0 or more")
+    for _ in range(5):
+        found = find_service(ctx.cache.view(), request.match_info["name"])
+        if found.value.spec.mode != "replicated":
+            raise SpecError(
+                f"scale can only be used with replicated mode; {found.value.name} is global"
+            )
+        if found.value.spec.replicas == body.replicas:
+            return _json(found.value)
+        spec = msgspec.structs.replace(found.value.spec, replicas=body.replicas)
+        updated = msgspec.structs.replace(
+            found.value, spec=spec, version=found.value.version + 1, updated_at=time.time()
+        )
+        try:
+            result = await ctx.store.update(found, updated)
+        except ConflictError:
+            await ctx.cache.wait_changed(ctx.cache.version, timeout=0.5)
+            continue
+        await _fresh(ctx, result.revision)
+        return _json(updated)
+    raise ConflictError("the service kept changing; try again")
+
+
+async def tasks(request: web.Request) -> web.Response:
+    state = _ctx(request).cache.view()
+    q = request.query
+    service_id = find_service(state, q["service"]).value.id if "service" in q else None
+    out = []
+    for v in state.tasks.values():
+        t = v.value
+        if service_id and t.service_id != service_id:
+            continue
+        if "stack" in q and t.spec.stack != q["stack"]:
+            continue
+        if "node" in q and not t.node_id.startswith(q["node"]):
+            continue
+        out.append(t)
+    out.sort(key=lambda t: (t.service_name, t.slot, t.node_id, -t.created_at))
+    return _json(out)
+
+
+async def nodes(request: web.Request) -> web.Response:
+    state = _ctx(request).cache.view()
+    return _json(sorted((v.value for v in state.nodes.values()), key=lambda n: n.hostname))
+
+
+async def node(request: web.Request) -> web.Response:
+    state = _ctx(request).cache.view()
+    key = request.match_info["id"]
+    for v in state.nodes.values():
+        if v.value.id.startswith(key) or v.value.hostname == key:
+            return _json(v.value)
+    raise NotFoundError(f"node {key} not found (see 'swarmlite node ls')")
+
+
+async def logs(request: web.Request) -> web.StreamResponse:
+    ctx = _ctx(request)
+    state = ctx.cache.view()
+    found = find_service(state, request.match_info["name"]).value
+    follow = request.query.get("follow") in ("1", "true")
+    tail_text = request.query.get("tail")
+    tail = int(tail_text) if tail_text and tail_text.isdigit() else None
+    local = [
+        t for t in state.tasks_of(found.id) if t.node_id == ctx.node_id and t.status.container_id
+    ]
+    resp = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
+    await resp.prepare(request)
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=1000)
+
+    async def pump(task_name: str, container_id: str) -> None:
+        try:
+            async for line in ctx.runtime.logs(container_id, follow=follow, tail=tail):
+                await queue.put(f"{task_name} | ".encode() + line.rstrip(b"\n") + b"\n")
+        except SwarmliteError:
+            pass
+        finally:
+            await queue.put(None)
+
+    pumps = [asyncio.create_task(pump(t.name, t.status.container_id)) for t in local]
+    open_pumps = len(pumps)
+    try:
+        while open_pumps:
+            item = await queue.get()
+            if item is None:
+                open_pumps -= 1
+                continue
+            await resp.write(item)
+    finally:
+        for p in pumps:
+            p.cancel()
+    await resp.write_eof()
+    return resp
+
+
+async def agent_session(request: web.Request) -> web.StreamResponse:
+    ctx = _ctx(request)
+    identity = request_identity(request)
+    return await ctx.dispatcher.handle_session(request, identity.node_id)
+
+
+__all__ = ["ApiContext", "DeployResult", "build_app", "find_service"]

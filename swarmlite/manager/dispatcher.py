@@ -1,0 +1,268 @@
+"""The dispatcher: agents' sessions, their assignments, their status reports.
+
+Each session gets the node's complete task set and the routing view whenever either
+changes. Status reports are applied with compare-and-swap and only ever move a task's
+observed state forward.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+
+import aetcd
+import msgspec
+from aiohttp import WSMsgType, web
+
+from swarmlite.api.agent_protocol import (
+    Assignments,
+    FileData,
+    Hello,
+    StatusReport,
+    TaskUpdate,
+    agent_decoder,
+    encoder,
+)
+from swarmlite.errors import AuthError, ConflictError, SpecError, SwarmliteError
+from swarmlite.manager.liveness import DEFAULT_TTL, Heartbeat
+from swarmlite.manager.routes import build_routes
+from swarmlite.security.keeper import SecretKeeper
+from swarmlite.spec.objects import Node, NodeStatus, Secret, Task, TaskState
+from swarmlite.spec.routes import RoutesSnapshot
+from swarmlite.store.cache import ClusterState, StateCache
+from swarmlite.store.store import Store
+
+log = logging.getLogger("swarmlite.dispatcher")
+
+
+def assignments_for(
+    node_id: str,
+    state: ClusterState,
+    routes: RoutesSnapshot,
+    open_secret: Callable[[Secret], bytes] | None = None,
+) -> Assignments:
+    """The tasks an agent must act on: meant to run, or not yet stopped; and the
+    contents of the secrets and configs that those meant to run use."""
+    tasks = tuple(
+        sorted(
+            (
+                v.value
+                for v in state.tasks.values()
+                if v.value.node_id == node_id
+                and (
+                    v.value.desired_state <= TaskState.RUNNING or not v.value.status.state.terminal
+                )
+            ),
+            key=lambda t: t.id,
+        )
+    )
+    volume_names = {
+        f"{t.spec.stack}_{m.source}" for t in tasks for m in t.spec.mounts if m.type == "volume"
+    }
+    volumes = tuple(v.value for v in state.volumes.values() if v.value.name in volume_names)
+    managers = tuple(
+        sorted(
+            f"{v.value.addr}:{v.value.api_port}"
+            for v in state.nodes.values()
+            if v.value.role == "manager"
+        )
+    )
+    node = state.nodes.get(node_id)
+    secrets, configs = task_files(tasks, state, open_secret)
+    return Assignments(
+        revision=state.revision,
+        tasks=tasks,
+        routes=routes,
+        volumes=volumes,
+        managers=managers,
+        node_role=node.value.role if node else "",
+        secrets=secrets,
+        configs=configs,
+    )
+
+
+def task_files(
+    tasks: Sequence[Task], state: ClusterState, open_secret: Callable[[Secret], bytes] | None
+) -> tuple[tuple[FileData, ...], tuple[FileData, ...]]:
+    """Secrets and configs referenced by ``tasks`` meant to run; a secret that does not
+    open (no key, tampered) is left out, and that task then fails with a message."""
+    live = [t for t in tasks if t.desired_state <= TaskState.RUNNING]
+    secret_names = {r.name for t in live for r in t.spec.secrets}
+    config_names = {r.name for t in live for r in t.spec.configs}
+    secrets: list[FileData] = []
+    for v in state.secrets.values():
+        if v.value.name in secret_names and open_secret is not None:
+            try:
+                data = base64.b64encode(open_secret(v.value)).decode()
+            except SwarmliteError as exc:
+                log.error("secret=%s cannot be opened: %s", v.value.name, exc)
+                continue
+            secrets.append(FileData(name=v.value.name, digest=v.value.digest, data=data))
+    configs = [
+        FileData(name=v.value.name, digest=v.value.digest, data=v.value.data)
+        for v in state.configs.values()
+        if v.value.name in config_names
+    ]
+    return tuple(sorted(secrets, key=lambda f: f.name)), tuple(
+        sorted(configs, key=lambda f: f.name)
+    )
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        store: Store,
+        cache: StateCache,
+        *,
+        client: aetcd.Client,
+        manager_id: str,
+        heartbeat_ttl: int = DEFAULT_TTL,
+        clock: Callable[[], float] = time.time,
+        keeper: SecretKeeper | None = None,
+    ) -> None:
+        self._store = store
+        self._keeper = keeper
+        self._opened: dict[tuple[str, str], bytes] = {}  # (secret id, digest) -> plaintext
+        self._cache = cache
+        self._client = client
+        self._manager_id = manager_id
+        self._heartbeat_ttl = heartbeat_ttl
+        self._clock = clock
+        self._routes: tuple[int, RoutesSnapshot] | None = None
+
+    def _open_secret(self, secret: Secret) -> bytes:
+        """Open (and remember, in memory only) a secret's current content."""
+        if self._keeper is None:
+            raise AuthError("this manager has no cluster key to open secrets with")
+        key = (secret.id, secret.digest)
+        if key not in self._opened:
+            if len(self._opened) > 1000:
+                self._opened.clear()
+            self._opened[key] = self._keeper.open(secret)
+        return self._opened[key]
+
+    def routes(self, state: ClusterState) -> RoutesSnapshot:
+        # One snapshot per store revision, shared by every session.
+        if self._routes is None or self._routes[0] != state.revision:
+            self._routes = (state.revision, build_routes(state))
+        return self._routes[1]
+
+    async def handle_session(self, request: web.Request, node_id: str) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(heartbeat=2.0, max_msg_size=64 * 1024 * 1024)
+        await ws.prepare(request)
+        first = await ws.receive(timeout=10)
+        if first.type != WSMsgType.TEXT:
+            await ws.close(message=b"expected hello")
+            return ws
+        hello = agent_decoder.decode(first.data)
+        if not isinstance(hello, Hello) or hello.node_id != node_id:
+            await ws.close(message=b"hello does not match the certificate's node id")
+            return ws
+        if not await self._register(hello):
+            log.warning("session refused node=%s: not a member (removed?)", node_id[:12])
+            await ws.close(message=b"this node is not part of the cluster: join it again")
+            return ws
+        heartbeat = Heartbeat(self._client, node_id, self._manager_id, self._heartbeat_ttl)
+        await heartbeat.start()
+        log.info("session open node=%s hostname=%s", node_id[:12], hello.hostname)
+        sender = asyncio.create_task(self._send_loop(ws, node_id))
+        try:
+            async for msg in ws:
+                if msg.type != WSMsgType.TEXT:
+                    continue
+                report = agent_decoder.decode(msg.data)
+                if isinstance(report, StatusReport):
+                    await self.apply_status(node_id, report.updates)
+        finally:
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await sender
+            await heartbeat.stop()
+            log.info("session closed node=%s", node_id[:12])
+        return ws
+
+    async def _send_loop(self, ws: web.WebSocketResponse, node_id: str) -> None:
+        last = b""
+        lost_since: float | None = None
+        while not ws.closed:
+            if not self._cache.connected:
+                # This manager lost its store: let the agent move to another manager.
+                lost_since = lost_since or self._clock()
+                if self._clock() - lost_since > self._heartbeat_ttl:
+                    log.warning(
+                        "closing session node=%s: this manager lost its store", node_id[:12]
+                    )
+                    await ws.close(message=b"manager lost its store")
+                    return
+                await asyncio.sleep(0.5)
+                continue
+            lost_since = None
+            seen = self._cache.version
+            state = self._cache.view()
+            message = assignments_for(node_id, state, self.routes(state), self._open_secret)
+            # The revision moves on every write anywhere; send only when content changed.
+            body = encoder.encode(
+                (
+                    message.tasks,
+                    message.routes.services,
+                    message.routes.networks,
+                    message.volumes,
+                    message.managers,
+                    message.node_role,
+                    message.secrets,
+                    message.configs,
+                )
+            )
+            if body != last:
+                await ws.send_str(encoder.encode(message).decode())
+                last = body
+            await self._cache.wait_changed(seen, timeout=1.0)
+
+    async def _register(self, hello: Hello) -> bool:
+        """Mark a known node ready with what it reports; False for a node the cluster
+        does not know (removed with ``node rm``): it must join again."""
+        for _ in range(10):
+            current = await self._store.get(Node, hello.node_id)
+            if current is None:
+                return False
+            status = NodeStatus(state="ready", message="session open", heartbeat=self._clock())
+            try:
+                await self._store.update(
+                    current,
+                    msgspec.structs.replace(
+                        current.value,
+                        hostname=hello.hostname,
+                        addr=hello.addr,
+                        api_port=hello.api_port,
+                        platform=hello.platform,
+                        resources=hello.resources,
+                        status=status,
+                    ),
+                )
+                return True
+            except ConflictError:
+                continue
+        raise SpecError(f"could not register node {hello.node_id}: too many concurrent changes")
+
+    async def apply_status(self, node_id: str, updates: Sequence[TaskUpdate]) -> int:
+        applied = 0
+        for update in updates:
+            current = self._cache.view().tasks.get(update.task_id)
+            for _ in range(5):
+                if current is None or current.value.node_id != node_id:
+                    break
+                if not current.value.status.advanced(update.status):
+                    break
+                try:
+                    await self._store.update(
+                        current, msgspec.structs.replace(current.value, status=update.status)
+                    )
+                    applied += 1
+                    break
+                except ConflictError:
+                    current = await self._store.get(Task, update.task_id)
+        return applied

@@ -1,0 +1,153 @@
+"""Node liveness on etcd leases.
+
+While an agent's session is open, the manager serving it keeps
+``/swarmlite/heartbeat/<node>`` alive under a lease of ``ttl`` seconds. If the node, or
+the manager holding its session, dies, the lease expires and etcd deletes the key;
+the leader's ``NodeMonitor`` sees the delete and, if the key is still missing half a
+second later, marks the node down, which makes the orchestrator replace its tasks. A
+reconnect anywhere puts the key back and the node is ready again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+import aetcd
+import msgspec
+
+from swarmlite.background import BackgroundLoop
+from swarmlite.errors import ConflictError, SwarmliteError
+from swarmlite.spec.objects import Node, NodeStatus
+from swarmlite.store.store import Store
+
+log = logging.getLogger("swarmlite.liveness")
+
+HEARTBEAT_PREFIX = b"/swarmlite/heartbeat/"
+DEFAULT_TTL = 3  # seconds; a dead node is marked down about ttl + 1 s after its last beat
+CONFIRM_DELAY = 0.5  # seconds a missing heartbeat must stay missing
+
+
+class Heartbeat(BackgroundLoop):
+    """Keeps one node's heartbeat key alive for the lifetime of its session.
+
+    ``stop`` leaves the lease to expire: a reconnect within the TTL causes no alarm.
+    """
+
+    def __init__(self, client: aetcd.Client, node_id: str, manager_id: str, ttl: int) -> None:
+        super().__init__()
+        self.name = f"heartbeat-{node_id[:12]}"
+        self._client = client
+        self._node_id = node_id
+        self._manager_id = manager_id
+        self._ttl = ttl
+
+    async def _run(self) -> None:
+        key = HEARTBEAT_PREFIX + self._node_id.encode()
+        while True:
+            try:
+                lease = await self._client.lease(self._ttl)
+                await self._client.put(key, self._manager_id.encode(), lease=lease)
+                while True:
+                    await asyncio.sleep(self._ttl / 3)
+                    reply = await lease.refresh()
+                    if reply is None or reply.TTL <= 0:
+                        break
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("heartbeat node=%s failed: %s", self._node_id[:12], exc)
+                await asyncio.sleep(self._ttl / 3)
+
+
+class NodeMonitor(BackgroundLoop):
+    """Leader-only: turns heartbeat keys appearing and expiring into node status."""
+
+    name = "node-monitor"
+
+    def __init__(
+        self,
+        client: aetcd.Client,
+        store: Store,
+        *,
+        ttl: int = DEFAULT_TTL,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__()
+        self._client = client
+        self._store = store
+        self._ttl = ttl
+        self._clock = clock
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self._watch()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("node monitor restarting: %s", exc)
+                await asyncio.sleep(0.5)
+
+    async def _watch(self) -> None:
+        alive = await self._client.get_prefix(HEARTBEAT_PREFIX)
+        revision = int(alive.header.revision)
+        # A node that is "ready" without a heartbeat (its lease ran out while there was
+        # no leader) gets one TTL to show up before it is marked down.
+        grace = asyncio.create_task(self._expire_silent())
+        pending: dict[str, asyncio.Task[None]] = {}
+        try:
+            watch = await self._client.watch_prefix(HEARTBEAT_PREFIX, start_revision=revision + 1)
+            async for event in watch:
+                node_id = event.kv.key[len(HEARTBEAT_PREFIX) :].decode()
+                if event.kind == "DELETE":
+                    if node_id not in pending or pending[node_id].done():
+                        pending[node_id] = asyncio.create_task(self._confirm_down(node_id))
+                else:
+                    await self.set_state(node_id, "ready", "heartbeat")
+        finally:
+            grace.cancel()
+            for task in pending.values():
+                task.cancel()
+
+    async def _confirm_down(self, node_id: str) -> None:
+        # A node whose daemon restarted puts a fresh heartbeat right after (or just
+        # before) its old lease runs out: only a key still missing is a dead node.
+        await asyncio.sleep(CONFIRM_DELAY)
+        if await self._client.get(HEARTBEAT_PREFIX + node_id.encode()) is None:
+            await self.set_state(node_id, "down", "heartbeat failure")
+
+    async def _expire_silent(self) -> None:
+        await asyncio.sleep(self._ttl + 0.5)
+        alive = await self._client.get_prefix(HEARTBEAT_PREFIX)
+        beating = {kv.key[len(HEARTBEAT_PREFIX) :].decode() for kv in alive}
+        for node in await self._store.all(Node):
+            if node.value.status.state == "ready" and node.value.id not in beating:
+                await self.set_state(node.value.id, "down", "heartbeat failure")
+
+    async def set_state(self, node_id: str, state: str, message: str) -> None:
+        for _ in range(5):
+            current = await self._store.get(Node, node_id)
+            if current is None or current.value.status.state == state:
+                return
+            status = NodeStatus(state=state, message=message, heartbeat=self._clock())  # type: ignore[arg-type]
+            try:
+                await self._store.update(
+                    current, msgspec.structs.replace(current.value, status=status)
+                )
+                log.log(
+                    logging.WARNING if state == "down" else logging.INFO,
+                    "node=%s hostname=%s is %s (%s)",
+                    node_id[:12],
+                    current.value.hostname,
+                    state,
+                    message,
+                )
+                return
+            except ConflictError:
+                continue
+            except SwarmliteError as exc:
+                log.warning("could not mark node=%s %s: %s", node_id[:12], state, exc)
+                return

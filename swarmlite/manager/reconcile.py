@@ -1,0 +1,377 @@
+"""Reconcile one service's desired state against its tasks: pure, level-triggered.
+
+``reconcile(service, tasks, nodes, now)`` looks at everything and returns a ``Plan``:
+tasks to create, tasks to rewrite (desired state, spec version), tasks to delete, the
+service itself when its update state changes (``updater.py``), a one-line decision for
+the log, and when to look again (restart delays, batch delays, update monitoring).
+"""
+
+from __future__ import annotations
+
+import secrets
+import string
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import msgspec
+
+from swarmlite.manager.restart import restart_verdict
+from swarmlite.manager.rollout import OutdatedSlot, rollout_step
+from swarmlite.manager.updater import (
+    ACTIVE,
+    active_config,
+    finish_update,
+    judge_update,
+    started_in_update,
+)
+from swarmlite.spec.objects import Node, Service, Task, TaskState, TaskStatus
+
+_ID_ALPHABET = string.ascii_lowercase + string.digits
+
+
+def new_id(length: int = 25) -> str:
+    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(length))
+
+
+@dataclass
+class Plan:
+    create: list[Task] = field(default_factory=list)
+    updates: dict[str, Task] = field(default_factory=dict)  # same id, new content
+    delete: list[Task] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    wake_at: float | None = None
+    service: Service | None = None  # the service with a new update state, to write
+
+    @property
+    def empty(self) -> bool:
+        return not (self.create or self.updates or self.delete or self.service)
+
+    def put(self, task: Task) -> None:
+        self.updates[task.id] = task
+
+    def wake(self, at: float) -> None:
+        self.wake_at = at if self.wake_at is None else min(self.wake_at, at)
+
+    def decision(self, service_name: str) -> str:
+        """One line for the log: what this pass did, or what it is waiting for."""
+        if self.empty and not self.notes:
+            return f"service={service_name} converged"
+        return f"service={service_name} " + "; ".join(self.notes)
+
+
+def make_task(
+    service: Service, slot: int, now: float, *, node_id: str = "", attempt: int = 0
+) -> Task:
+    return Task(
+        id=new_id(),
+        service_id=service.id,
+        service_name=service.name,
+        slot=slot,
+        spec=service.spec,
+        spec_version=service.version,
+        spec_hash=service.spec.task_hash(),
+        node_id=node_id,
+        desired_state=TaskState.RUNNING,
+        status=TaskStatus(state=TaskState.NEW, message="created", timestamp=now),
+        created_at=now,
+        attempt=attempt,
+    )
+
+
+def shut_down(task: Task) -> Task:
+    if not task.node_id and task.status.state < TaskState.ASSIGNED:
+        # No agent ever had it, so none will report it stopped: it ends here.
+        return msgspec.structs.replace(
+            task,
+            desired_state=TaskState.SHUTDOWN,
+            status=msgspec.structs.replace(
+                task.status, state=TaskState.SHUTDOWN, message="shut down before it was placed"
+            ),
+        )
+    return msgspec.structs.replace(task, desired_state=TaskState.SHUTDOWN)
+
+
+def _slot_key(task: Task) -> tuple[int, str]:
+    return (task.slot, task.node_id if task.slot == 0 else "")
+
+
+def reconcile(
+    service: Service,
+    tasks: Sequence[Task],
+    nodes: Mapping[str, Node],
+    now: float,
+    *,
+    history_limit: int = 5,
+) -> Plan:
+    plan = Plan()
+    stored = {t.id: t for t in tasks}
+    by_slot: dict[tuple[int, str], list[Task]] = defaultdict(list)
+    for task in tasks:
+        by_slot[_slot_key(task)].append(task)
+    for slot_tasks in by_slot.values():
+        slot_tasks.sort(key=lambda t: t.created_at)
+
+    # From here on a task on a lost node is seen as failed (in memory only).
+    _fail_tasks_on_lost_nodes(by_slot.values(), nodes, plan)
+    if service.spec.mode == "replicated":
+        _shut_down_on_drained_nodes(by_slot.values(), nodes, plan)
+    wanted = _wanted_slots(service, nodes, by_slot)
+    # Has the update in progress failed? Then no further batch (and maybe a rollback).
+    verdict = Plan()
+    halted = judge_update(service, tasks, len(wanted), now, verdict)
+    if verdict.service is not None:
+        return verdict  # paused or rolling back: write that alone, act on it next pass
+    plan.notes.extend(verdict.notes)
+    if verdict.wake_at is not None:
+        plan.wake(verdict.wake_at)
+    # Slots no longer wanted (scale down, node drained): shut their live tasks down.
+    for key, slot_tasks in by_slot.items():
+        if key not in wanted:
+            for task in slot_tasks:
+                if task.desired_state <= TaskState.RUNNING:
+                    plan.put(shut_down(task))
+                    plan.notes.append(
+                        f"slot {_slot_name(key)} removed: shutting down {task.id[:12]}"
+                    )
+
+    outdated: list[OutdatedSlot] = []
+    in_flight = 0
+    last_done_at = 0.0
+    task_hash = service.spec.task_hash()
+    for key in sorted(wanted):
+        slot_tasks = by_slot.get(key, [])
+        live = [t for t in slot_tasks if t.desired_state <= TaskState.RUNNING]
+        current = [t for t in live if t.spec_version == service.version or t.spec_hash == task_hash]
+        stale = [t for t in live if t not in current]
+        if len(current) > 1:
+            # Two live tasks of the same spec in one slot (a pass on a stale view made
+            # one twice): keep the one furthest along, stop the others.
+            keep = max(
+                current, key=lambda t: (not t.status.state.terminal, t.status.state, t.created_at)
+            )
+            for extra in current:
+                if extra is not keep:
+                    plan.put(shut_down(extra))
+                    plan.notes.append(
+                        f"slot {_slot_name(key)}: duplicate {extra.id[:12]} shut down"
+                    )
+            live = [t for t in live if t is keep or t in stale]
+            current = [keep]
+        for task in current:
+            if task.spec_version != service.version:
+                # Same container spec under a new version (replicas, labels): no restart.
+                plan.put(
+                    msgspec.structs.replace(task, spec=service.spec, spec_version=service.version)
+                )
+                plan.notes.append(
+                    f"slot {_slot_name(key)}: {task.id[:12]} moved to spec version "
+                    f"{service.version} in place"
+                )
+            elif task.status.state == TaskState.RUNNING:
+                last_done_at = max(last_done_at, task.status.timestamp)
+        if not live:
+            in_flight += 1
+            _fill_slot(service, key, slot_tasks, now, plan)
+            continue
+        newest = max(live, key=lambda t: t.created_at)
+        if newest.status.state.terminal:
+            if halted and started_in_update(service, newest):
+                # The updater owns this failure: no restart while paused or rolling back.
+                plan.notes.append(
+                    f"slot {_slot_name(key)}: {newest.id[:12]} of the update "
+                    f"{newest.status.state.label}, not restarted while halted"
+                )
+                continue
+            in_flight += 1
+            if service.update_status.state in ACTIVE and not halted and newest not in current:
+                _replace_stale(service, key, newest, now, plan)
+            else:
+                _restart_slot(service, key, slot_tasks, newest, now, plan)
+            continue
+        if current and current[-1].status.state < TaskState.RUNNING:
+            in_flight += 1
+        if stale:
+            outdated.append(OutdatedSlot(key, stale[0], current[-1] if current else None))
+
+    if outdated and halted:
+        plan.notes.append(f"{len(outdated)} slots left on the old spec")
+    elif outdated:
+        rollout_step(
+            service,
+            outdated,
+            in_flight,
+            last_done_at,
+            now,
+            plan,
+            make_task=lambda svc, slot, at, node: make_task(svc, slot, at, node_id=node),
+            shut_down=shut_down,
+        )
+    if not halted and plan.empty:
+        finish_update(service, tasks, len(wanted), now, plan)
+    _prune_history(by_slot.values(), history_limit, plan)
+    # Managers write desired state only: never let a plan rewrite an observed status,
+    # except to end a task no node ever took (no agent will report on it).
+    for task_id, task in plan.updates.items():
+        if task.status != stored[task_id].status and not _ended_unplaced(stored[task_id], task):
+            plan.updates[task_id] = msgspec.structs.replace(task, status=stored[task_id].status)
+    plan.delete = [stored[t.id] for t in plan.delete]
+    return plan
+
+
+def _ended_unplaced(old: Task, new: Task) -> bool:
+    return (
+        not old.node_id
+        and old.status.state < TaskState.ASSIGNED
+        and new.status.state == TaskState.SHUTDOWN
+    )
+
+
+def _slot_name(key: tuple[int, str]) -> str:
+    return str(key[0]) if key[0] else f"node {key[1][:12]}"
+
+
+def _wanted_slots(
+    service: Service, nodes: Mapping[str, Node], by_slot: Mapping[tuple[int, str], list[Task]]
+) -> set[tuple[int, str]]:
+    """Replicated: slots 1..N. Global: every active node that is not down, and every
+    paused one that still has a live task there (pause keeps tasks, takes no new ones)."""
+    if service.spec.mode == "replicated":
+        return {(s, "") for s in range(1, service.spec.replicas + 1)}
+    wanted = set()
+    for n in nodes.values():
+        if n.status.state == "down" or n.availability == "drain":
+            continue
+        key = (0, n.id)
+        if n.availability == "pause" and not any(
+            t.desired_state <= TaskState.RUNNING for t in by_slot.get(key, ())
+        ):
+            continue
+        wanted.add(key)
+    return wanted
+
+
+def _fill_slot(
+    service: Service, key: tuple[int, str], history: list[Task], now: float, plan: Plan
+) -> None:
+    # Every task here was shut down on purpose (update, scale, drain): refill at once,
+    # except that stop-first waits for the old task to have stopped.
+    last = history[-1] if history else None
+    if (
+        last is not None
+        and not last.status.state.terminal
+        and active_config(service).order == "stop-first"
+        and last.spec_version != service.version
+    ):
+        plan.notes.append(f"slot {_slot_name(key)}: waiting for {last.id[:12]} to stop")
+        return
+    task = make_task(service, key[0], now, node_id=key[1], attempt=last.attempt if last else 0)
+    plan.create.append(task)
+    plan.notes.append(f"slot {_slot_name(key)}: created {task.id[:12]}")
+
+
+def _replace_stale(
+    service: Service, key: tuple[int, str], ended: Task, now: float, plan: Plan
+) -> None:
+    # An update (or rollback) is in progress and this slot's task of an older spec has
+    # ended: the slot is down anyway, so it gets the current spec now, no restart delay.
+    plan.put(shut_down(ended))
+    task = make_task(service, key[0], now, node_id=key[1])
+    plan.create.append(task)
+    plan.notes.append(
+        f"slot {_slot_name(key)}: {ended.id[:12]} of an older spec {ended.status.state.label}, "
+        f"replaced by {task.id[:12]}"
+    )
+
+
+def _restart_slot(
+    service: Service,
+    key: tuple[int, str],
+    history: list[Task],
+    ended: Task,
+    now: float,
+    plan: Plan,
+) -> None:
+    verdict = restart_verdict(service.spec.restart_policy, ended, history, now)
+    if verdict.restart_at is None:
+        plan.notes.append(f"slot {_slot_name(key)}: {verdict.reason}")
+        return
+    if verdict.restart_at > now:
+        plan.wake(verdict.restart_at)
+        plan.notes.append(
+            f"slot {_slot_name(key)}: restart in {verdict.restart_at - now:.1f}s ({verdict.reason})"
+        )
+        return
+    plan.put(shut_down(ended))
+    task = make_task(service, key[0], now, node_id=key[1], attempt=ended.attempt + 1)
+    plan.create.append(task)
+    plan.notes.append(
+        f"slot {_slot_name(key)}: {ended.id[:12]} {ended.status.state.label}, "
+        f"restarted as {task.id[:12]} (attempt {task.attempt})"
+    )
+
+
+def _fail_tasks_on_lost_nodes(
+    groups: Iterable[list[Task]], nodes: Mapping[str, Node], plan: Plan
+) -> None:
+    """See every unfinished task on a down or removed node as failed, in this pass only.
+
+    Its agent will never report again: a live one is replaced per the restart policy
+    (the delay counts from its last report), a stopping one counts as stopped.
+    """
+    for slot_tasks in groups:
+        for i, task in enumerate(slot_tasks):
+            if not task.node_id or task.status.state.terminal:
+                continue
+            node = nodes.get(task.node_id)
+            if node is not None and node.status.state != "down":
+                continue
+            why = "node removed" if node is None else "node down"
+            slot_tasks[i] = msgspec.structs.replace(
+                task,
+                status=msgspec.structs.replace(
+                    task.status, state=TaskState.FAILED, err=why, message=why
+                ),
+            )
+            if task.desired_state <= TaskState.RUNNING:
+                plan.notes.append(f"task {task.id[:12]} lost with its node ({why})")
+
+
+def _shut_down_on_drained_nodes(
+    groups: Iterable[list[Task]], nodes: Mapping[str, Node], plan: Plan
+) -> None:
+    """Shut down every unfinished live task on a drained node (replicated services).
+
+    In this pass the slot then has no live task, so it is refilled at once and the
+    scheduler, which places nothing on a drained node, puts the new task elsewhere.
+    """
+    for slot_tasks in groups:
+        for i, task in enumerate(slot_tasks):
+            node = nodes.get(task.node_id)
+            if (
+                node is None
+                or node.availability != "drain"
+                or task.status.state.terminal
+                or task.desired_state > TaskState.RUNNING
+            ):
+                continue
+            slot_tasks[i] = shut_down(task)
+            plan.put(slot_tasks[i])
+            plan.notes.append(
+                f"slot {task.slot}: node {task.node_id[:12]} drained, shutting down {task.id[:12]}"
+            )
+
+
+def _prune_history(groups: Iterable[list[Task]], limit: int, plan: Plan) -> None:
+    touched = set(plan.updates) | {t.id for t in plan.delete}
+    for slot_tasks in groups:
+        finished = [
+            t
+            for t in slot_tasks
+            if t.desired_state > TaskState.RUNNING
+            and t.status.state.terminal
+            and t.id not in touched
+        ]
+        for task in finished[: max(0, len(finished) - limit)]:
+            plan.delete.append(task)
+            plan.notes.append(f"pruned {task.id[:12]} (history limit {limit})")

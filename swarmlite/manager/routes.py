@@ -1,0 +1,41 @@
+"""Derive the mesh's routing snapshot from the cluster state. Pure."""
+
+from __future__ import annotations
+
+from swarmlite.spec.routes import Backend, RoutesSnapshot, ServiceRoute
+from swarmlite.store.cache import ClusterState
+
+
+def build_routes(state: ClusterState) -> RoutesSnapshot:
+    backends: dict[str, list[Backend]] = {}
+    for vt in state.tasks.values():
+        task = vt.value
+        status = task.status
+        if task.routable and (status.addresses or status.remote_ports):
+            backends.setdefault(task.service_id, []).append(
+                Backend(
+                    task_id=task.id,
+                    node_id=task.node_id,
+                    addresses=status.addresses,
+                    remote_ports=status.remote_ports,
+                )
+            )
+    routes = []
+    for vs in sorted(state.services.values(), key=lambda v: v.value.name):
+        service = vs.value
+        spec = service.spec
+        routes.append(
+            ServiceRoute(
+                service_id=service.id,
+                name=service.name,
+                short_name=spec.name,
+                stack=spec.stack,
+                networks=tuple(f"{spec.stack}_{n}" for n in spec.networks),
+                endpoints=service.endpoints,
+                ports=tuple(p for p in spec.ports if p.published is not None),
+                listen_ports=spec.listen_ports(),
+                backends=tuple(sorted(backends.get(service.id, ()), key=lambda b: b.task_id)),
+            )
+        )
+    networks = tuple(sorted((v.value for v in state.networks.values()), key=lambda n: n.name))
+    return RoutesSnapshot(revision=state.revision, services=tuple(routes), networks=networks)

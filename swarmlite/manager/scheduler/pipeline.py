@@ -1,0 +1,95 @@
+"""A service's filters in order, and the one-line reason when no node passes them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+from swarmlite.manager.scheduler.constraints import parse_constraints
+from swarmlite.manager.scheduler.filters import (
+    AvailabilityFilter,
+    ConstraintFilter,
+    Filter,
+    HostPortFilter,
+    MaxReplicasFilter,
+    ReadyNodeFilter,
+    ResourceFilter,
+    VolumeAffinityFilter,
+)
+from swarmlite.manager.scheduler.nodeinfo import NodeInfo, task_host_ports
+from swarmlite.spec.objects import Task, Volume
+
+NO_SUITABLE_NODE = "no suitable node"
+
+
+def volume_homes(task: Task, volumes: Mapping[str, Volume]) -> list[tuple[str, str]]:
+    """(mount source, node id) for every named volume of ``task`` already living on a node.
+
+    ``volumes`` is keyed by full name; a mount names a stack volume ("data" in stack
+    "shop" is "shop_data") or, for an external volume, the volume's own name.
+    """
+    homes: list[tuple[str, str]] = []
+    for mount in task.spec.mounts:
+        if mount.type != "volume" or not mount.source:
+            continue
+        volume = volumes.get(f"{task.spec.stack}_{mount.source}") or volumes.get(mount.source)
+        if volume is not None and volume.node_id:
+            homes.append((mount.source, volume.node_id))
+    return homes
+
+
+def build_filters(
+    task: Task, infos: Mapping[str, NodeInfo], volumes: Mapping[str, Volume]
+) -> list[Filter]:
+    """Every filter for ``task``'s spec, in pipeline order (raises SpecError)."""
+    placement = task.spec.placement
+    filters: list[Filter] = [ReadyNodeFilter(), AvailabilityFilter()]
+    filters.extend(ConstraintFilter(c) for c in parse_constraints(placement.constraints))
+    filters.extend((ResourceFilter("cpu"), ResourceFilter("memory")))
+    filters.append(MaxReplicasFilter(placement.max_replicas_per_node or 0))
+    filters.extend(HostPortFilter(p) for p in dict.fromkeys(task_host_ports(task)))
+    filters.extend(VolumeAffinityFilter(v, n, infos) for v, n in volume_homes(task, volumes))
+    return filters
+
+
+class Pipeline:
+    """The enabled filters for one service spec."""
+
+    def __init__(self, task: Task, filters: Iterable[Filter]) -> None:
+        self.filters = tuple(f for f in filters if f.enabled(task))
+        self.static = tuple(f for f in self.filters if f.static)
+        self.dynamic = tuple(f for f in self.filters if not f.static)
+
+    @classmethod
+    def for_task(
+        cls, task: Task, infos: Mapping[str, NodeInfo], volumes: Mapping[str, Volume]
+    ) -> Pipeline:
+        return cls(task, build_filters(task, infos, volumes))
+
+    def check(self, task: Task, info: NodeInfo) -> bool:
+        return all(f.check(task, info) for f in self.filters)
+
+    def check_static(self, task: Task, info: NodeInfo) -> bool:
+        return all(f.check(task, info) for f in self.static)
+
+    def check_dynamic(self, task: Task, info: NodeInfo) -> bool:
+        return all(f.check(task, info) for f in self.dynamic)
+
+    def failure_counts(self, task: Task, infos: Iterable[NodeInfo]) -> list[int]:
+        """For each filter, how many nodes it was the first to eliminate."""
+        counts = [0] * len(self.filters)
+        for info in infos:
+            for i, f in enumerate(self.filters):
+                if not f.check(task, info):
+                    counts[i] += 1
+                    break
+        return counts
+
+    def explain(self, task: Task, infos: Sequence[NodeInfo]) -> str:
+        """``no suitable node: constraint ... fails on 3 nodes, insufficient memory on 1 node``."""
+        if not infos:
+            return f"{NO_SUITABLE_NODE}: no nodes in the cluster"
+        counts = self.failure_counts(task, infos)
+        parts = [f.explain(n) for f, n in zip(self.filters, counts, strict=True) if n]
+        if not parts:
+            return NO_SUITABLE_NODE
+        return f"{NO_SUITABLE_NODE}: " + ", ".join(parts)

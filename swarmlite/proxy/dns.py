@@ -1,0 +1,352 @@
+"""The service name server: answers cluster names on every stack network's gateway.
+
+``ServiceNameServer.apply(snapshot)`` binds ``GATEWAY:53`` (UDP and TCP) for each
+network in the snapshot (with ``IP_FREEBIND``, so before the bridge exists) and
+refreshes the name index. A bind that fails is logged and retried on the next apply.
+
+Names a service answers to: ``SERVICE``, ``SERVICE.STACK``, ``STACK_SERVICE`` (and
+``tasks.<any of those>`` for the replicas' own addresses). The asker is known by the
+query's source address (a replica's address in the snapshot gives its service and
+networks); an unknown source is taken to be on the network whose gateway got the query.
+An A query is answered with the service's VIP on a network both share (the receiving
+network first), or the replicas' addresses there when it has no VIP; no shared
+network is NXDOMAIN; other query types for a cluster name get an empty NOERROR. TTL
+is 0. Every other name is forwarded with ``aiodns`` to the host's resolvers (or the
+injected ``nameservers``), at most ``max_forward`` at a time, ``SERVFAIL`` on timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Callable, Sequence
+from typing import Any, cast
+
+import aiodns
+import pycares
+from dnslib import AAAA, CNAME, MX, NS, PTR, QTYPE, RCODE, RR, SOA, SRV, TXT, A, DNSRecord
+
+from swarmlite.spec.routes import RoutesSnapshot, ServiceRoute
+
+log = logging.getLogger("swarmlite.proxy.dns")
+
+_IP_FREEBIND = getattr(socket, "IP_FREEBIND", 15)
+Reply = Callable[[bytes], None]
+
+
+class NameIndex:
+    """Pure lookup over one snapshot: (name, asker address, receiving gateway) -> answer."""
+
+    def __init__(self, snapshot: RoutesSnapshot) -> None:
+        self.names: dict[str, list[ServiceRoute]] = {}
+        self.askers: dict[str, ServiceRoute] = {}
+        self.gateways: dict[str, str] = {n.gateway: n.name for n in snapshot.networks}
+        for route in snapshot.services:
+            for name in {route.short_name, f"{route.short_name}.{route.stack}", route.name}:
+                self.names.setdefault(name.lower(), []).append(route)
+            for b in route.backends:
+                for addr in b.addresses.values():
+                    self.askers[addr] = route
+
+    def lookup(self, qname: str, source: str, gateway: str) -> list[str] | None:
+        """Addresses for a cluster name (maybe empty), ``None`` if the cluster does not
+        own the name; raises ``LookupError`` for a service the asker cannot see."""
+        name = qname.rstrip(".").lower()
+        tasks = name.startswith("tasks.")
+        routes = self.names.get(name[6:] if tasks else name)
+        if not routes:
+            return None
+        here = self.gateways.get(gateway)
+        asker = self.askers.get(source)
+        if asker is not None:
+            nets = [n for n in (here, *asker.networks) if n in asker.networks]
+            routes = sorted(routes, key=lambda r: r.stack != asker.stack)
+        else:
+            nets = [here] if here else []
+        for route in routes:
+            for net in nets:
+                if net not in route.networks:
+                    continue
+                vip = route.endpoints.get(net)
+                if vip and not tasks:
+                    return [vip]
+                return [b.addresses[net] for b in route.backends if net in b.addresses]
+        raise LookupError(name)
+
+
+def _rdata(rec: Any) -> Any:
+    t, d = rec.type, rec.data
+    if t == QTYPE.A:
+        return A(d.addr)
+    if t == QTYPE.AAAA:
+        return AAAA(d.addr)
+    if t == QTYPE.CNAME:
+        return CNAME(d.cname)
+    if t == QTYPE.MX:
+        return MX(d.exchange, d.priority)
+    if t == QTYPE.NS:
+        return NS(d.nsdname)
+    if t == QTYPE.PTR:
+        return PTR(d.dname)
+    if t == QTYPE.SRV:
+        return SRV(d.priority, d.weight, d.port, d.target)
+    if t == QTYPE.TXT:
+        return TXT(d.data)
+    if t == QTYPE.SOA:
+        return SOA(d.mname, d.rname, (d.serial, d.refresh, d.retry, d.expire, d.minimum))
+    return None
+
+
+def _records(recs: Sequence[Any]) -> list[Any]:
+    out = []
+    for rec in recs:
+        rdata = _rdata(rec)
+        if rdata is not None:
+            out.append(RR(rec.name, rec.type, ttl=rec.ttl, rdata=rdata))
+    return out
+
+
+class _Udp(asyncio.DatagramProtocol):
+    def __init__(self, server: ServiceNameServer, gateway: str) -> None:
+        self._server = server
+        self._gateway = gateway
+        self._transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport = cast(asyncio.DatagramTransport, transport)
+        self._transport = transport
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        transport = self._transport
+
+        def reply(packet: bytes) -> None:
+            if transport is not None and not transport.is_closing():
+                transport.sendto(packet, addr)
+
+        self._server.handle(data, str(addr[0]), self._gateway, reply, udp=True)
+
+
+class _Tcp(asyncio.Protocol):
+    def __init__(self, server: ServiceNameServer, gateway: str) -> None:
+        self._server = server
+        self._gateway = gateway
+        self._buf = b""
+        self._transport: asyncio.Transport | None = None
+        self._source = ""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport = cast(asyncio.Transport, transport)
+        self._transport = transport
+        peer = transport.get_extra_info("peername")
+        self._source = str(peer[0]) if peer else ""
+
+    def data_received(self, data: bytes) -> None:
+        self._buf += data
+        while len(self._buf) >= 2:
+            size = int.from_bytes(self._buf[:2], "big")
+            if len(self._buf) < 2 + size:
+                if len(self._buf) > 70000 and self._transport is not None:
+                    self._transport.close()
+                return
+            msg, self._buf = self._buf[2 : 2 + size], self._buf[2 + size :]
+            self._server.handle(msg, self._source, self._gateway, self._reply, udp=False)
+
+    def _reply(self, packet: bytes) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.write(len(packet).to_bytes(2, "big") + packet)
+
+
+class ServiceNameServer:
+    def __init__(
+        self,
+        *,
+        port: int = 53,
+        nameservers: Sequence[str] | None = None,
+        nameserver_port: int | None = None,
+        max_forward: int = 200,
+        forward_timeout: float = 3.0,
+        ttl: int = 0,
+    ) -> None:
+        self.port = port
+        self.ttl = ttl
+        self._nameservers = list(nameservers) if nameservers else None
+        self._nameserver_port = nameserver_port
+        self._forward_timeout = forward_timeout
+        self._max_forward = max_forward
+        self._slots: asyncio.Semaphore | None = None
+        self._pending = 0
+        self._resolver: aiodns.DNSResolver | None = None
+        self._index = NameIndex(RoutesSnapshot(revision=-1))
+        self._bound: dict[str, tuple[asyncio.DatagramTransport, asyncio.Server]] = {}
+        self._errors: dict[str, str] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        self._slots = asyncio.Semaphore(self._max_forward)
+
+    async def apply(self, snapshot: RoutesSnapshot) -> str:
+        """Refresh names and bind/unbind gateways; returns what was decided."""
+        if self._slots is None:
+            await self.start()
+        self._index = NameIndex(snapshot)
+        wanted = {n.gateway: n.name for n in snapshot.networks if n.gateway}
+        closed = opened = 0
+        for gw in list(self._bound):
+            if gw not in wanted:
+                udp, tcp = self._bound.pop(gw)
+                udp.close()
+                tcp.close()
+                closed += 1
+        self._errors = {}
+        for gw, net in wanted.items():
+            if gw in self._bound:
+                continue
+            try:
+                self._bound[gw] = await self._bind(gw)
+                opened += 1
+                log.info("dns listening network=%s address=%s port=%d", net, gw, self.port)
+            except OSError as err:
+                self._errors[gw] = str(err)
+                log.warning(
+                    "dns bind failed network=%s address=%s port=%d error=%s",
+                    net,
+                    gw,
+                    self.port,
+                    err,
+                )
+        return (
+            f"revision={snapshot.revision} gateways={len(self._bound)} opened={opened} "
+            f"closed={closed} errors={len(self._errors)}"
+        )
+
+    def _socket(self, gateway: str, kind: socket.SocketKind) -> socket.socket:
+        sock = socket.socket(socket.AF_INET, kind)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_IP, _IP_FREEBIND, 1)
+            sock.bind((gateway, self.port))
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        return sock
+
+    async def _bind(self, gateway: str) -> tuple[asyncio.DatagramTransport, asyncio.Server]:
+        loop = asyncio.get_running_loop()
+        udp_sock = self._socket(gateway, socket.SOCK_DGRAM)
+        try:
+            tcp_sock = self._socket(gateway, socket.SOCK_STREAM)
+        except OSError:
+            udp_sock.close()
+            raise
+        udp, _ = await loop.create_datagram_endpoint(lambda: _Udp(self, gateway), sock=udp_sock)
+        tcp = await loop.create_server(lambda: _Tcp(self, gateway), sock=tcp_sock)
+        return udp, tcp
+
+    def listening(self) -> list[tuple[str, int]]:
+        return sorted((gw, self.port) for gw in self._bound)
+
+    def bind_errors(self) -> dict[str, str]:
+        return dict(self._errors)
+
+    # -- answering ----------------------------------------------------------------
+    def handle(self, packet: bytes, source: str, gateway: str, reply: Reply, udp: bool) -> None:
+        try:
+            request = DNSRecord.parse(packet)
+        except Exception:  # dnslib raises several types for garbage
+            return
+        if not request.questions:
+            return
+        q = request.q
+        try:
+            addrs = self._index.lookup(str(q.qname), source, gateway)
+        except LookupError:
+            response = request.reply()
+            response.header.rcode = RCODE.NXDOMAIN
+            reply(self._pack(response, request, udp))
+            return
+        if addrs is not None:
+            response = request.reply()
+            if q.qtype in (QTYPE.A, QTYPE.ANY):
+                for addr in addrs:
+                    response.add_answer(RR(q.qname, QTYPE.A, ttl=self.ttl, rdata=A(addr)))
+            reply(self._pack(response, request, udp))
+            return
+        if self._pending >= self._max_forward * 4:
+            reply(self._fail(request, RCODE.SERVFAIL, udp))
+            return
+        task = asyncio.get_running_loop().create_task(self._forward(request, reply, udp))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _pack(self, response: Any, request: Any, udp: bool) -> bytes:
+        data: bytes = response.pack()
+        limit = 512
+        for rr in request.ar:
+            if rr.rtype == QTYPE.OPT:
+                limit = max(512, int(rr.rclass))
+        if udp and len(data) > limit:
+            data = response.truncate().pack()
+        return data
+
+    def _fail(self, request: Any, rcode: int, udp: bool) -> bytes:
+        response = request.reply()
+        response.header.rcode = rcode
+        return self._pack(response, request, udp)
+
+    def _resolver_now(self) -> aiodns.DNSResolver:
+        if self._resolver is None:
+            opts: dict[str, Any] = {"timeout": min(1.0, self._forward_timeout), "tries": 2}
+            if self._nameserver_port is not None:
+                opts["udp_port"] = opts["tcp_port"] = self._nameserver_port
+            self._resolver = aiodns.DNSResolver(nameservers=self._nameservers, **opts)
+        return self._resolver
+
+    async def _forward(self, request: Any, reply: Reply, udp: bool) -> None:
+        q = request.q
+        qtype = QTYPE.get(q.qtype)
+        if qtype not in aiodns.query_type_map:
+            reply(self._fail(request, RCODE.NOTIMP, udp))
+            return
+        assert self._slots is not None
+        self._pending += 1
+        try:
+            async with asyncio.timeout(self._forward_timeout):
+                async with self._slots:
+                    result = await self._resolver_now().query_dns(str(q.qname), qtype)
+        except TimeoutError:
+            reply(self._fail(request, RCODE.SERVFAIL, udp))
+            return
+        except aiodns.error.DNSError as err:
+            code = err.args[0] if err.args else None
+            if code == pycares.errno.ARES_ENOTFOUND:
+                reply(self._fail(request, RCODE.NXDOMAIN, udp))
+            elif code == pycares.errno.ARES_ENODATA:
+                reply(self._fail(request, RCODE.NOERROR, udp))
+            else:
+                reply(self._fail(request, RCODE.SERVFAIL, udp))
+            return
+        finally:
+            self._pending -= 1
+        response = request.reply()
+        for rr in _records(result.answer):
+            response.add_answer(rr)
+        for rr in _records(result.authority):
+            response.add_auth(rr)
+        for rr in _records(result.additional):
+            response.add_ar(rr)
+        reply(self._pack(response, request, udp))
+
+    async def stop(self, grace: float = 1.0) -> None:
+        for udp, tcp in self._bound.values():
+            udp.close()
+            tcp.close()
+        self._bound.clear()
+        if self._tasks:
+            _, pending = await asyncio.wait(list(self._tasks), timeout=grace)
+            for task in pending:
+                task.cancel()
+        if self._resolver is not None:
+            await self._resolver.close()
+            self._resolver = None

@@ -1,0 +1,387 @@
+"""Layer-7 proxy for ``app_protocol: http`` ports: one backend pick per request.
+
+Requests are parsed with ``httptools``; each head is rebuilt with ``X-Forwarded-For``
+(extended) and ``X-Forwarded-Proto: http`` and sent to the next backend over a
+kept-alive upstream connection from ``UpstreamPool`` (or a new one; a refused or
+timed-out connect moves on to the next backend). Bodies stream: a Content-Length body
+is passed as is, a chunked body is re-chunked as it is decoded. Responses are passed
+through byte for byte while a response parser only watches for the message end, so
+upstream framing, trailers and ``Connection`` semantics reach the client unchanged.
+
+Requests are handled one at a time per client connection; a pipelined request waits
+(with the client paused) until the response before it is complete. No backend gives
+``503``, no backend accepting the connection ``502``; an upstream that dies
+mid-response closes the client. An upgrade request (websocket, CONNECT) is sent on a
+fresh connection, after which both sides are tunnelled as raw bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import cast
+
+import httptools
+
+from swarmlite.proxy.context import PRECONNECT_LIMIT, WRITE_HIGH_WATER, ProxyContext, connect_any
+from swarmlite.proxy.http_upstream import HttpUpstream, UpstreamPool
+from swarmlite.proxy.table import ListenerRoute, Target
+
+_P_BUFFER = 2  # too much request body held while no upstream is bound
+_P_PIPELINE = 4  # a pipelined request waits behind the active one
+
+
+class _Request:
+    __slots__ = (
+        "body_sent",
+        "buffered",
+        "chunked",
+        "chunks",
+        "complete",
+        "head",
+        "headers",
+        "keep_alive",
+        "method",
+        "retried",
+        "upgrade",
+        "url",
+    )
+
+    def __init__(self) -> None:
+        self.url = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.method = b""
+        self.head: bytes | None = None
+        self.chunks: list[bytes] = []
+        self.buffered = 0
+        self.chunked = False
+        self.complete = False
+        self.keep_alive = True
+        self.upgrade = False
+        self.body_sent = False
+        self.retried = False
+
+
+def _error_response(status: str, text: str) -> bytes:
+    body = text.encode() + b"\n"
+    return (
+        f"HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {len(body)}\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode() + body
+
+
+class HttpProxyConnection(asyncio.Protocol):
+    """The client side of one HTTP connection through the mesh."""
+
+    def __init__(self, route: ListenerRoute, ctx: ProxyContext, pool: UpstreamPool) -> None:
+        self._route = route
+        self._ctx = ctx
+        self._pool = pool
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self._client_ip = b""
+        self._parser = httptools.HttpRequestParser(self)
+        self._queue: deque[_Request] = deque()
+        self._parsing = _Request()
+        self._upstream: HttpUpstream | None = None
+        self._connecting: asyncio.Task[None] | None = None
+        self._counted: str | None = None  # task id of the request counted in flight
+        self._paused = 0
+        self._write_paused = False
+        self._client_eof = False
+        self._upstream_eof = False
+        self._stopping = False
+        self._closed = False
+        self._tunnel = False
+        self._tunnel_buf: list[bytes] = []
+
+    # -- client transport ------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport = cast(asyncio.Transport, transport)
+        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self._client_ip = str(peer[0]).encode() if peer else b"unknown"
+        self._ctx.opened(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self._tunnel:
+            self._tunnel_write(data)
+            return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            self._tunnel = True
+            rest = data[upgrade.args[0] :]
+            if rest:
+                self._tunnel_write(rest)
+        except httptools.HttpParserError:
+            if self._upstream is None and not self._closed:
+                self.transport.write(_error_response("400 Bad Request", "malformed request"))
+            self._close()
+
+    def eof_received(self) -> bool:
+        self._client_eof = True
+        if self._tunnel:
+            return self.tunnel_eof(upstream=False)
+        # Keep the write side open only for a response to a fully received request.
+        return bool(self._queue) and self._queue[-1].complete
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        self._ctx.closed(self)
+        self._settle()
+        if self._connecting is not None and not self._connecting.done():
+            self._connecting.cancel()
+        up = self._upstream
+        if up is not None:
+            self._upstream = None
+            up.owner = None
+            up.transport.close()
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+        if self._upstream is not None:
+            self._upstream.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        if self._upstream is not None:
+            self._upstream.resume_reading()
+
+    def pause(self, reason: int) -> None:
+        if not self._paused and not self._closed:
+            self.transport.pause_reading()
+        self._paused |= reason
+
+    def resume(self, reason: int) -> None:
+        if self._paused & reason:
+            self._paused &= ~reason
+            if not self._paused and not self._closed:
+                self.transport.resume_reading()
+
+    # -- request parser callbacks ------------------------------------------------
+    def on_message_begin(self) -> None:
+        req = self._parsing = _Request()
+        self._queue.append(req)
+        if len(self._queue) > 1:
+            self.pause(_P_PIPELINE)
+
+    def on_url(self, url: bytes) -> None:
+        self._parsing.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._parsing.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        req = self._parsing
+        p = self._parser
+        req.method = p.get_method()
+        req.keep_alive = p.should_keep_alive()
+        req.upgrade = p.should_upgrade()
+        version = p.get_http_version()
+        parts = [
+            req.method,
+            b" ",
+            req.url,
+            b" HTTP/1.1\r\n" if version == "1.1" else f" HTTP/{version}\r\n".encode(),
+        ]
+        xff = b""
+        for name, value in req.headers:
+            low = name.lower()
+            if low == b"x-forwarded-for":
+                xff += value + b", "
+                continue
+            if low == b"x-forwarded-proto":
+                continue
+            if low == b"transfer-encoding" and b"chunked" in value.lower():
+                req.chunked = True
+            parts += (name, b": ", value, b"\r\n")
+        parts += (
+            b"X-Forwarded-For: ",
+            xff,
+            self._client_ip,
+            b"\r\nX-Forwarded-Proto: http\r\n\r\n",
+        )
+        req.head = b"".join(parts)
+        req.headers = []
+        if req.upgrade:
+            self._tunnel = True
+        if req is self._queue[0]:
+            self._dispatch(req)
+
+    def on_body(self, body: bytes) -> None:
+        req = self._parsing
+        if req.chunked:
+            body = b"%x\r\n%b\r\n" % (len(body), body)
+        self._send_body(req, body)
+
+    def on_message_complete(self) -> None:
+        req = self._parsing
+        req.complete = True
+        if req.chunked:
+            self._send_body(req, b"0\r\n\r\n")
+
+    def _send_body(self, req: _Request, body: bytes) -> None:
+        up = self._upstream
+        if up is not None and req is self._queue[0]:
+            req.body_sent = True
+            up.transport.write(body)
+            return
+        req.chunks.append(body)
+        req.buffered += len(body)
+        if req.buffered > PRECONNECT_LIMIT:
+            self.pause(_P_BUFFER)
+
+    # -- upstream side -------------------------------------------------------------
+    def _dispatch(self, req: _Request, fresh: bool = False) -> None:
+        target = self._route.picker.pick()
+        if target is None:
+            self._fail(
+                "503 Service Unavailable",
+                f"no backend available for service {self._route.listener.service}",
+            )
+            return
+        if not (fresh or req.upgrade):
+            up = self._pool.acquire(target.task_id, self._ctx.dial(target))
+            if up is not None:
+                self._ctx.begin(target.task_id)
+                self._counted = target.task_id
+                self._bind(up, req)
+                return
+        self._connecting = asyncio.get_running_loop().create_task(self._connect(req, target))
+
+    async def _connect(self, req: _Request, first: Target) -> None:
+        pool = self._pool
+        got = await connect_any(self._ctx, self._route.picker, first, lambda: HttpUpstream(pool))
+        self._connecting = None
+        if got is None:
+            self._fail(
+                "502 Bad Gateway", f"no backend of service {self._route.listener.service} accepted"
+            )
+            return
+        transport, up, target = got
+        self._counted = target.task_id  # connect_any counted it
+        up.task_id = target.task_id
+        up.addr = self._ctx.dial(target)
+        if self._closed:
+            self._settle()
+            transport.close()
+            return
+        self._bind(up, req)
+
+    def _bind(self, up: HttpUpstream, req: _Request) -> None:
+        self._upstream = up
+        up.start(self, req.method == b"HEAD")
+        if self._write_paused:
+            up.pause_reading()
+        assert req.head is not None
+        if req.chunks:
+            req.body_sent = True
+            up.transport.writelines([req.head, *req.chunks])
+            req.chunks = []
+            req.buffered = 0
+            self.resume(_P_BUFFER)
+        else:
+            up.transport.write(req.head)
+        if req.upgrade:
+            up.tunnel = True
+            if self._tunnel_buf:
+                up.transport.writelines(self._tunnel_buf)
+                self._tunnel_buf = []
+            self.resume(_P_BUFFER)
+
+    def response_done(self, up: HttpUpstream) -> None:
+        req = self._queue.popleft()
+        self._upstream = None
+        self._settle()
+        up.finish()
+        if up.keep_alive and req.complete and not self._stopping:
+            self._pool.release(up)
+        else:
+            up.transport.close()
+        if (
+            not (req.keep_alive and up.client_keep_alive and req.complete)
+            or self._stopping
+            or (self._client_eof and not self._queue)
+        ):
+            self._close()
+            return
+        if len(self._queue) <= 1:
+            self.resume(_P_PIPELINE)
+        if self._queue and self._queue[0].head is not None:
+            self._dispatch(self._queue[0])
+
+    def upstream_lost(self, up: HttpUpstream) -> None:
+        if up is not self._upstream:
+            return
+        self._upstream = None
+        self._settle()
+        up.owner = None
+        if self._tunnel or up.got_response:
+            self._close()  # ends a read-until-close body, or cuts a broken one
+            return
+        req = self._queue[0]
+        if up.reused and not req.body_sent and not req.retried:
+            req.retried = True  # a kept-alive connection closed under us: try a fresh one
+            self._dispatch(req, fresh=True)
+            return
+        self._fail("502 Bad Gateway", "the backend closed the connection before answering")
+
+    # -- tunnel (after an upgrade) ---------------------------------------------------
+    def _tunnel_write(self, data: bytes) -> None:
+        up = self._upstream
+        if up is not None and up.tunnel:
+            up.transport.write(data)
+            return
+        self._tunnel_buf.append(data)
+        if sum(map(len, self._tunnel_buf)) > PRECONNECT_LIMIT:
+            self.pause(_P_BUFFER)
+
+    def tunnel_eof(self, upstream: bool) -> bool:
+        """Pass a half-close on; close when both directions have ended."""
+        other: asyncio.Transport | None
+        if upstream:
+            self._upstream_eof = True
+            other = self.transport
+        else:
+            other = self._upstream.transport if self._upstream is not None else None
+        if other is None or other.is_closing() or (self._client_eof and self._upstream_eof):
+            self._close()
+            return False
+        if other.can_write_eof():
+            other.write_eof()
+        return True
+
+    # -- endings -------------------------------------------------------------------
+    def _fail(self, status: str, text: str) -> None:
+        if not self._closed:
+            self.transport.write(_error_response(status, text))
+        self._close()
+
+    def _settle(self) -> None:
+        """The request counted in flight has ended (answered, failed or cut)."""
+        if self._counted is not None:
+            self._ctx.end(self._counted)
+            self._counted = None
+
+    def _close(self) -> None:
+        self._queue.clear()
+        self._settle()
+        if not self._closed:
+            self.transport.close()
+        up = self._upstream
+        if up is not None:
+            self._upstream = None
+            up.owner = None
+            up.transport.close()
+
+    def shutdown(self) -> None:
+        self._stopping = True
+        if not self._queue and self._connecting is None:
+            self._close()
+
+    def abort(self) -> None:
+        if not self._closed:
+            self.transport.abort()
+        if self._upstream is not None:
+            self._upstream.transport.abort()

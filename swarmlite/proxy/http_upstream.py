@@ -1,0 +1,272 @@
+"""The upstream side of the HTTP proxy: kept-alive backend connections and their pool.
+
+``HttpUpstream`` passes response bytes to its current owner (the client connection)
+unchanged, except the final response head, which ``client_head`` rewrites: keep-alive
+with the client does not depend on the backend's (busybox httpd, for one, closes after
+every response), so a length-delimited response loses the backend's hop-by-hop
+``Connection``/``Keep-Alive`` headers and says ``Connection: keep-alive``. An
+``httptools`` response parser watches the original bytes for the end of each message;
+when a response is complete the owner releases the connection to ``UpstreamPool`` (if
+the backend allows keep-alive) for the next request to that backend.
+
+The pool is keyed by backend task and address, so a request only ever goes out on a
+connection to the task it picked; ``retain`` (called on every routes change) closes
+idle connections to tasks that left the routes and refuses to keep theirs later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, cast
+
+import httptools
+
+from swarmlite.proxy.context import WRITE_HIGH_WATER
+
+if TYPE_CHECKING:
+    from swarmlite.proxy.http import HttpProxyConnection
+
+Address = tuple[str, int]
+PoolKey = tuple[str, Address]  # (task id, dialed address)
+
+P_UPSTREAM = 1  # the upstream's write buffer is full: pause the client
+MAX_HEAD = 64 * 1024  # a longer response head is passed on as is
+_HOP_BY_HOP = (b"connection:", b"keep-alive:")
+
+
+def client_head(head: bytes, *, head_only: bool) -> tuple[bytes, bool]:
+    """The final response head as the client gets it, and whether it may keep alive.
+
+    Only a response whose end the client can see without a close (Content-Length,
+    chunked, 204/304, or the answer to HEAD) can keep the client connection open.
+    """
+    lines = head.split(b"\r\n")
+    status = lines[0].split(b" ", 2)
+    code = int(status[1]) if len(status) > 1 and status[1].isdigit() else 0
+    delimited = head_only or code in (204, 304)
+    kept: list[bytes] = [lines[0]]
+    for line in lines[1:]:
+        low = line.lower()
+        if low.startswith(b"content-length:") or (
+            low.startswith(b"transfer-encoding:") and b"chunked" in low
+        ):
+            delimited = True
+        if not low.startswith(_HOP_BY_HOP):
+            kept.append(line)
+    if not delimited:
+        return head, False
+    # kept ends with the two empty lines of the head's final CRLFCRLF
+    return b"\r\n".join([*kept[:-2], b"Connection: keep-alive", b"", b""]), True
+
+
+class UpstreamPool:
+    """Idle kept-alive upstream connections, up to ``max_idle_per_backend`` per address.
+
+    The cap should cover the client concurrency a backend sees, or connections churn.
+    ``sweep()`` (called every ~30 s by the mesh) closes those idle since the last sweep.
+    """
+
+    def __init__(self, max_idle_per_backend: int = 128) -> None:
+        self.max_idle = max_idle_per_backend
+        self._idle: dict[PoolKey, list[HttpUpstream]] = {}
+        self._live: set[str] | None = None  # task ids still routed; None: not told yet
+
+    def acquire(self, task_id: str, addr: Address) -> HttpUpstream | None:
+        idle = self._idle.get((task_id, addr))
+        while idle:
+            up = idle.pop()
+            up.idle = False
+            up.swept = False
+            if not up.closed:
+                return up
+        return None
+
+    def release(self, up: HttpUpstream) -> None:
+        if up.closed or (self._live is not None and up.task_id not in self._live):
+            up.transport.close()
+            return
+        idle = self._idle.setdefault(up.key, [])
+        if len(idle) >= self.max_idle:
+            up.transport.close()
+            return
+        up.idle = True
+        idle.append(up)
+
+    def forget(self, up: HttpUpstream) -> None:
+        idle = self._idle.get(up.key)
+        if idle and up in idle:
+            idle.remove(up)
+
+    def retain(self, task_ids: set[str]) -> int:
+        """Only tasks in ``task_ids`` are routed now: close idle connections to others."""
+        self._live = set(task_ids)
+        closed = 0
+        for key in [k for k in self._idle if k[0] not in self._live]:
+            for up in self._idle.pop(key):
+                up.idle = False
+                up.transport.close()
+                closed += 1
+        return closed
+
+    def sweep(self) -> int:
+        """Close connections that stayed idle since the previous sweep; returns how many."""
+        closed = 0
+        for key, idle in list(self._idle.items()):
+            keep = []
+            for up in idle:
+                if up.swept or up.closed:
+                    up.idle = False
+                    up.transport.close()
+                    closed += 1
+                else:
+                    up.swept = True
+                    keep.append(up)
+            if keep:
+                self._idle[key] = keep
+            else:
+                del self._idle[key]
+        return closed
+
+    def idle_count(self) -> int:
+        return sum(len(v) for v in self._idle.values())
+
+    def close(self) -> None:
+        for idle in self._idle.values():
+            for up in idle:
+                up.transport.close()
+        self._idle.clear()
+
+
+class HttpUpstream(asyncio.Protocol):
+    def __init__(self, pool: UpstreamPool) -> None:
+        self.pool = pool
+        self.task_id = ""  # the backend task this connection goes to
+        self.addr: Address = ("", 0)
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.parser = httptools.HttpResponseParser(self)
+        self.owner: HttpProxyConnection | None = None
+        self.idle = False
+        self.swept = False
+        self.closed = False
+        self.reused = False
+        self.tunnel = False
+        self.head_only = False
+        self.got_response = False
+        self.done = False
+        self.keep_alive = False
+        self.client_keep_alive = False  # set with the final head; see ``client_head``
+        self.read_paused = False
+        self._head: bytes | None = None  # head bytes held until the final head is whole
+
+    @property
+    def key(self) -> PoolKey:
+        return (self.task_id, self.addr)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport = cast(asyncio.Transport, transport)
+        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+        self.transport = transport
+
+    def start(self, owner: HttpProxyConnection, head_only: bool) -> None:
+        self.owner = owner
+        self.head_only = head_only
+        self.got_response = False
+        self.done = False
+        self.client_keep_alive = False
+        self._head = b""
+
+    def finish(self) -> None:
+        self.owner = None
+        self.reused = True
+        if self.head_only:  # the parser may still expect the body HEAD never sends
+            self.parser = httptools.HttpResponseParser(self)
+        if self.read_paused:
+            self.read_paused = False
+            self.transport.resume_reading()
+
+    def pause_reading(self) -> None:
+        self.read_paused = True
+        self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.read_paused and not self.closed:
+            self.read_paused = False
+            self.transport.resume_reading()
+
+    def data_received(self, data: bytes) -> None:
+        owner = self.owner
+        if owner is None:  # bytes with no request asked: not a healthy keep-alive
+            self.transport.close()
+            return
+        if self.tunnel:
+            owner.transport.write(data)
+            return
+        owner.transport.write(self._pass_head(data) if self._head is not None else data)
+        self.got_response = True
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            self.done = False
+            self.transport.close()
+            owner.upstream_lost(self)
+            return
+        if self.done:
+            owner.response_done(self)
+
+    def _pass_head(self, data: bytes) -> bytes:
+        """Hold bytes until the final (non-1xx) head is whole; return what may go out."""
+        assert self._head is not None
+        held = self._head + data
+        out = b""
+        while True:
+            end = held.find(b"\r\n\r\n")
+            if end < 0:
+                if len(held) > MAX_HEAD:
+                    self._head = None
+                    return out + held
+                self._head = held
+                return out
+            head, held = held[: end + 4], held[end + 4 :]
+            code = head[9:12]  # "HTTP/1.1 200 OK": the status code's digits
+            if code == b"101":  # switching protocols: a tunnel follows, pass it all on
+                self._head = None
+                return out + head + held
+            if code[:1] == b"1":  # an interim response: the final head follows
+                out += head
+                continue
+            rewritten, self.client_keep_alive = client_head(head, head_only=self.head_only)
+            self._head = None
+            return out + rewritten + held
+
+    def on_headers_complete(self) -> None:
+        if self.head_only and self.parser.get_status_code() >= 200:
+            self.keep_alive = self.parser.should_keep_alive()
+            self.done = True
+
+    def on_message_complete(self) -> None:
+        status = self.parser.get_status_code()
+        if status < 200 or self.done:
+            return
+        self.keep_alive = self.parser.should_keep_alive()
+        self.done = True
+
+    def eof_received(self) -> bool:
+        owner = self.owner
+        if self.tunnel and owner is not None:
+            return owner.tunnel_eof(upstream=True)
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self.idle:
+            self.pool.forget(self)
+        elif self.owner is not None:
+            self.owner.upstream_lost(self)
+
+    def pause_writing(self) -> None:
+        if self.owner is not None:
+            self.owner.pause(P_UPSTREAM)
+
+    def resume_writing(self) -> None:
+        if self.owner is not None:
+            self.owner.resume(P_UPSTREAM)

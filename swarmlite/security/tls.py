@@ -1,0 +1,253 @@
+"""Mutual-TLS contexts, CA pinning for the join flow, and credential files.
+
+Join flow (a new node holding only a join token):
+
+1. ``fetch_and_pin_ca(host, port, token.ca_fingerprint)`` fetches ``GET /v1/ca``
+   without verifying, and accepts the PEM only if its sha256 matches the token and
+   the server's own certificate was signed by it. No secret has been sent yet.
+2. ``anonymous_client_context(ca_pem)`` then verifies the manager properly for
+   ``POST /v1/join`` (secret + CSR), which returns the signed node certificate.
+3. From then on every call uses ``client_context(cert, key, ca)``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import ssl
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiohttp
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+
+from swarmlite.errors import AuthError, SwarmliteError
+from swarmlite.security.ca import Identity, cert_identity, fingerprint_of, load_cert
+
+CERT_FILE = "node.crt"
+KEY_FILE = "node.key"
+CA_FILE = "ca.crt"
+CA_KEY_FILE = "ca.key"
+_MAX_CA_PEM = 64 * 1024
+
+
+@contextmanager
+def _pem_files(cert_pem: str, key_pem: str) -> Iterator[tuple[str, str]]:
+    # ssl can only load a key pair from files; keep them in a private temp dir (0700).
+    with tempfile.TemporaryDirectory(prefix="swarmlite-tls-") as tmp:
+        cert_path = os.path.join(tmp, "cert.pem")
+        key_path = os.path.join(tmp, "key.pem")
+        write_private(cert_path, cert_pem.encode("ascii"))
+        write_private(key_path, key_pem.encode("ascii"))
+        yield cert_path, key_path
+
+
+def _base_context(purpose: int, cert_pem: str | None, key_pem: str | None) -> ssl.SSLContext:
+    context = ssl.SSLContext(purpose)
+    # TLS 1.3 is negotiated whenever both ends have it; 1.2 is the floor.
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if cert_pem is not None and key_pem is not None:
+        try:
+            with _pem_files(cert_pem, key_pem) as (cert_path, key_path):
+                context.load_cert_chain(cert_path, key_path)
+        except ssl.SSLError as exc:
+            raise AuthError(f"the node certificate and key do not load: {exc}") from None
+    return context
+
+
+def _load_ca(context: ssl.SSLContext, ca_pem: str) -> None:
+    try:
+        context.load_verify_locations(cadata=ca_pem)
+    except (ssl.SSLError, ValueError) as exc:
+        raise AuthError(f"the cluster CA certificate does not load: {exc}") from None
+
+
+def server_context(
+    cert_pem: str, key_pem: str, ca_pem: str, *, require_client_cert: bool = True
+) -> ssl.SSLContext:
+    """Server side of mutual TLS; client certs are verified against the cluster CA.
+
+    With ``require_client_cert=False`` (CERT_OPTIONAL) a client without a cert can
+    still connect, so the API can serve ``/v1/ca`` and ``/v1/join`` to new nodes;
+    a cert that *is* presented must still verify. The ``mtls_middleware`` then
+    refuses cert-less requests on every other path with 401.
+    """
+    context = _base_context(ssl.PROTOCOL_TLS_SERVER, cert_pem, key_pem)
+    context.verify_mode = ssl.CERT_REQUIRED if require_client_cert else ssl.CERT_OPTIONAL
+    _load_ca(context, ca_pem)
+    return context
+
+
+def client_context(
+    cert_pem: str, key_pem: str, ca_pem: str, *, server_hostname_check: bool = False
+) -> ssl.SSLContext:
+    """Client side of mutual TLS.
+
+    The hostname check is off by default because nodes are addressed by IP and
+    any cert from the cluster CA is a cluster node; turn it on when the server's
+    SANs are known to contain the address used.
+    """
+    context = _base_context(ssl.PROTOCOL_TLS_CLIENT, cert_pem, key_pem)
+    context.check_hostname = server_hostname_check
+    context.verify_mode = ssl.CERT_REQUIRED
+    _load_ca(context, ca_pem)
+    return context
+
+
+def anonymous_client_context(ca_pem: str, *, server_hostname_check: bool = False) -> ssl.SSLContext:
+    """Verifies the server against the CA but presents no cert (the join call)."""
+    context = _base_context(ssl.PROTOCOL_TLS_CLIENT, None, None)
+    context.check_hostname = server_hostname_check
+    context.verify_mode = ssl.CERT_REQUIRED
+    _load_ca(context, ca_pem)
+    return context
+
+
+def _unverified_context(seen: list[ssl.SSLObject]) -> ssl.SSLContext:
+    # Only for fetching the CA to compare with the token's fingerprint; nothing
+    # secret is sent over it, and nothing from it is trusted until it matches.
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+
+    # aiohttp releases a small response's connection before we can look at it;
+    # recording the TLS object at handshake lets us read the leaf of the very
+    # connection that served the CA.
+    class _Recording(ssl.SSLObject):
+        def do_handshake(self) -> None:
+            super().do_handshake()
+            seen.append(self)
+
+    context.sslobject_class = _Recording
+    return context
+
+
+def _check_leaf(leaf_der: bytes | None, ca: x509.Certificate, where: str) -> None:
+    if not leaf_der:
+        raise AuthError(f"the manager at {where} presented no certificate")
+    leaf = x509.load_der_x509_certificate(leaf_der)
+    try:
+        leaf.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature):
+        raise AuthError(
+            f"the manager at {where} serves the cluster CA but its own certificate "
+            "was not signed by it (possible interception)"
+        ) from None
+    now = datetime.now(UTC)
+    if not leaf.not_valid_before_utc <= now <= leaf.not_valid_after_utc:
+        raise AuthError(f"the manager at {where} presented an expired certificate")
+    if cert_identity(leaf).role != "manager":
+        raise AuthError(f"the node at {where} is not a manager")
+
+
+async def fetch_and_pin_ca(host: str, port: int, fingerprint: str, timeout: float = 10.0) -> str:
+    """Fetch ``GET /v1/ca`` unverified; return its PEM only if it matches ``fingerprint``."""
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    url = f"https://{where}/v1/ca"
+    seen: list[ssl.SSLObject] = []
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session,
+            session.get(url, ssl=_unverified_context(seen)) as resp,
+        ):
+            if resp.status != 200:
+                raise AuthError(f"the manager at {where} answered {resp.status} for /v1/ca")
+            if (resp.content_length or 0) > _MAX_CA_PEM:
+                raise AuthError(f"the manager at {where} sent an oversized CA certificate")
+            body = await resp.read()
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise SwarmliteError(
+            f"cannot fetch the cluster CA from {where}: {exc or type(exc).__name__} "
+            "(is a manager listening there?)"
+        ) from None
+    try:
+        ca_pem = body.decode("ascii")
+        ca = load_cert(ca_pem)
+    except (UnicodeDecodeError, AuthError):
+        raise AuthError(f"the manager at {where} did not send a certificate for /v1/ca") from None
+    if not hmac.compare_digest(fingerprint_of(ca).encode(), fingerprint.lower().encode()):
+        raise AuthError("the manager's CA does not match the token's fingerprint")
+    # One request on a fresh session: exactly one connection, the one that served the CA.
+    leaf_der = seen[-1].getpeercert(binary_form=True) if len(seen) == 1 else None
+    _check_leaf(leaf_der, ca, where)
+    return ca_pem
+
+
+async def pinned_client_context(
+    host: str, port: int, ca_fingerprint: str, *, timeout: float = 10.0
+) -> tuple[ssl.SSLContext, str]:
+    """A verifying, cert-less client context for the join call, and the pinned CA PEM."""
+    ca_pem = await fetch_and_pin_ca(host, port, ca_fingerprint, timeout)
+    return anonymous_client_context(ca_pem), ca_pem
+
+
+def write_private(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write a file readable by its owner only (0600), atomically."""
+    target = Path(path)
+    # Create the temp file 0600 from the start: no window where the key is world-readable.
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """A node's certificate, key and cluster CA (plus the CA key on managers)."""
+
+    cert_pem: str
+    key_pem: str = field(repr=False)
+    ca_pem: str = field(repr=False)
+    ca_key_pem: str | None = field(default=None, repr=False)
+
+    @property
+    def identity(self) -> Identity:
+        return cert_identity(self.cert_pem)
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike[str]) -> Credentials:
+        base = Path(directory)
+        try:
+            cert, key, ca = (
+                (base / name).read_text("ascii") for name in (CERT_FILE, KEY_FILE, CA_FILE)
+            )
+        except FileNotFoundError as exc:
+            raise AuthError(
+                f"no node credentials in {base}: missing {Path(str(exc.filename)).name} "
+                "(initialize a cluster or join one first)"
+            ) from None
+        ca_key_path = base / CA_KEY_FILE
+        ca_key = ca_key_path.read_text("ascii") if ca_key_path.exists() else None
+        return cls(cert, key, ca, ca_key)
+
+    def save(self, directory: str | os.PathLike[str]) -> None:
+        base = Path(directory)
+        base.mkdir(mode=0o700, parents=True, exist_ok=True)
+        write_private(base / CERT_FILE, self.cert_pem.encode("ascii"))
+        write_private(base / KEY_FILE, self.key_pem.encode("ascii"))
+        write_private(base / CA_FILE, self.ca_pem.encode("ascii"))
+        if self.ca_key_pem is not None:
+            write_private(base / CA_KEY_FILE, self.ca_key_pem.encode("ascii"))
+
+    def server_context(self, *, require_client_cert: bool = True) -> ssl.SSLContext:
+        return server_context(
+            self.cert_pem, self.key_pem, self.ca_pem, require_client_cert=require_client_cert
+        )
+
+    def client_context(self, *, server_hostname_check: bool = False) -> ssl.SSLContext:
+        return client_context(
+            self.cert_pem, self.key_pem, self.ca_pem, server_hostname_check=server_hostname_check
+        )

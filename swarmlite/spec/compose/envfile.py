@@ -1,0 +1,42 @@
+"""Reads ``.env`` and ``env_file`` files: ``KEY=VALUE`` lines, ``#`` comments."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class EnvFileError(ValueError):
+    def __init__(self, message: str, line: int | None = None) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+def read_env_file(path: Path) -> list[tuple[str, str | None, int]]:
+    """Entries as (key, value, line); value None for a bare ``KEY`` (taken from environ)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise EnvFileError(f"cannot read env file {str(path)!r}: {exc.strerror}") from None
+    entries: list[tuple[str, str | None, int]] = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("export "):
+            line = line[len("export ") :].lstrip()
+        key, sep, value = line.partition("=")
+        key = key.strip()
+        if not key or any(c.isspace() for c in key):
+            raise EnvFileError(f"invalid line in env file {str(path)!r}: {raw!r}", number)
+        entries.append((key, _unquote(value.strip()) if sep else None, number))
+    return entries
+
+
+def _unquote(value: str) -> str:
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        inner = value[1:-1]
+        # Double quotes allow the usual escapes; single quotes are literal.
+        return inner.replace("\\n", "\n").replace('\\"', '"') if value[0] == '"' else inner
+    # An unquoted value ends at a " #" comment.
+    hash_at = value.find(" #")
+    return value[:hash_at].rstrip() if hash_at >= 0 else value

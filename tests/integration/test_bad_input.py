@@ -1,0 +1,232 @@
+"""Bad input against one real node: missing images, broken compose files, malformed API calls."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from swarmlite.config import load_config
+from swarmlite.security.tls import Credentials
+from tests.integration.harness import SwarmNode, wait_until
+
+pytestmark = pytest.mark.integration
+
+MIXED = """
+services:
+  good:
+    image: swarmlite/busybox:1
+    command: ["sleep", "3600"]
+  ghost:
+    image: swarmlite/no-such-image:404
+    command: ["sleep", "3600"]
+"""
+
+GOOD = """
+services:
+  keep:
+    image: swarmlite/busybox:1
+    command: ["sleep", "3600"]
+    ports:
+      - "18391:8080"
+"""
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SwarmNode]:
+    n = SwarmNode(tmp_path_factory.mktemp("badinput") / "data", pool="10.225.0.0/16")
+    try:
+        n.init()
+        yield n
+    finally:
+        n.destroy()
+
+
+def write(tmp_path: Path, text: str, name: str = "compose.yml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def ensure_base(node: SwarmNode, tmp_path: Path) -> None:
+    """The stack ``base`` with one running service, the yardstick of "nothing changed"."""
+    if node.cli("service", "ps", "base_keep").returncode != 0:
+        out = node.deploy(write(tmp_path, GOOD, "good.yml"), "base")
+        assert out.returncode == 0, out.stderr
+    node.wait_running("base_keep", 1)
+
+
+def test_missing_image_is_rejected_and_the_rest_runs(node: SwarmNode, tmp_path: Path) -> None:
+    out = node.deploy(write(tmp_path, MIXED), "mixed")
+    assert out.returncode == 0, out.stderr
+    node.wait_running("mixed_good", 1)
+
+    def rejected() -> bool:
+        return any(t["status"]["state"] == 9 for t in node.tasks("mixed_ghost"))  # REJECTED
+
+    wait_until(rejected, timeout=30, what="a REJECTED task of mixed_ghost")
+    ps = node.cli("service", "ps", "--no-trunc", "mixed_ghost")
+    assert ps.returncode == 0, ps.stderr
+    assert "Rejected" in ps.stdout or "REJECTED" in ps.stdout.upper()
+    assert "image not found" in ps.stdout.lower()
+    assert len(node.running("mixed_good")) == 1
+    assert len(node.containers("mixed_good")) == 1
+    assert not node.containers("mixed_ghost")
+
+
+BAD_FILES: dict[str, tuple[str, list[str]]] = {
+    "yaml": (
+        "services:\n  web:\n    image: [unclosed\n",
+        ["compose.yml:4", "YAML"],
+    ),
+    "unknown_key": (
+        "services:\n  web:\n    image: swarmlite/busybox:1\n    enviroment:\n      A: b\n",
+        ["compose.yml:4", "'web'", "enviroment", "did you mean 'environment'"],
+    ),
+    "bad_port": (
+        'services:\n  web:\n    image: swarmlite/busybox:1\n    ports:\n      - "99999:80"\n',
+        ["compose.yml:5", "'web'", "ports", "99999"],
+    ),
+    "bad_duration": (
+        "services:\n  web:\n    image: swarmlite/busybox:1\n    healthcheck:\n"
+        '      test: ["CMD", "true"]\n      interval: 5 parsecs\n',
+        ["compose.yml:6", "'web'", "interval", "parsecs"],
+    ),
+    "negative_replicas": (
+        "services:\n  web:\n    image: swarmlite/busybox:1\n    deploy:\n      replicas: -2\n",
+        ["compose.yml:5", "'web'", "replicas"],
+    ),
+    "unknown_depends_on": (
+        "services:\n  web:\n    image: swarmlite/busybox:1\n    depends_on:\n      - dbb\n",
+        ["compose.yml:5", "'web'", "depends_on", "dbb"],
+    ),
+    "required_var": (
+        "services:\n  web:\n    image: swarmlite/busybox:1\n    environment:\n"
+        "      TOKEN: ${SWARMLITE_TEST_UNSET_TOKEN:?set the token}\n",
+        ["compose.yml:5", "'web'", "SWARMLITE_TEST_UNSET_TOKEN", "set the token"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FILES))
+def test_bad_compose_is_refused_and_changes_nothing(
+    node: SwarmNode, tmp_path: Path, case: str
+) -> None:
+    ensure_base(node, tmp_path)
+    before = node.cli("service", "ls", check=True).stdout
+    tasks_before = {t["id"] for t in node.tasks("base_keep")}
+
+    text, expected = BAD_FILES[case]
+    out = node.deploy(write(tmp_path, text), "base")
+    assert out.returncode == 1, out
+    assert "Traceback" not in out.stderr
+    assert out.stderr.startswith("Error: "), out.stderr
+    assert out.stderr.count("Error: ") == 1, out.stderr
+    for needle in expected:
+        assert needle in out.stderr, f"{needle!r} not in {out.stderr!r}"
+    assert node.cli("service", "ls", check=True).stdout == before
+    assert {t["id"] for t in node.tasks("base_keep")} == tasks_before
+
+
+def test_gathered_errors_come_in_one_message(node: SwarmNode, tmp_path: Path) -> None:
+    text = (
+        "services:\n  web:\n    image: swarmlite/busybox:1\n    enviroment: {}\n"
+        "    deploy:\n      replicas: -1\n  db:\n    image: swarmlite/busybox:1\n    portz: []\n"
+    )
+    out = node.deploy(write(tmp_path, text), "gathered")
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert out.stderr.count("Error: ") == 1
+    assert "enviroment" in out.stderr and "replicas" in out.stderr and "portz" in out.stderr
+    assert node.cli("service", "ps", "gathered_web").returncode != 0
+
+
+REAL_WORLD = """
+services:
+  app:
+    build: ./app
+    image: swarmlite/demo-web:1
+    container_name: my-app
+    cap_add: [NET_ADMIN]
+    platform: linux/amd64
+    logging:
+      driver: json-file
+      options:
+        max-size: 10m
+    environment:
+      MESSAGE: real
+    ports:
+      - "18392:8080"
+"""
+
+
+def test_real_world_file_deploys_with_one_warning(node: SwarmNode, tmp_path: Path) -> None:
+    out = node.deploy(write(tmp_path, REAL_WORLD), "real")
+    assert out.returncode == 0, out.stderr
+    warnings = [line for line in out.stderr.splitlines() if line.startswith("WARNING")]
+    assert len(warnings) == 1, out.stderr
+    for key in ("container_name", "cap_add", "platform", "logging"):
+        assert key in warnings[0], warnings[0]
+    assert "Creating service real_app" in out.stdout
+    node.wait_running("real_app", 1)
+
+
+# -- the API, called directly ---------------------------------------------------------
+
+
+def _api(
+    node: SwarmNode, method: str, path: str, body: bytes | None, *, cert: bool = True
+) -> tuple[int, Any]:
+    config = load_config(node.data_dir)
+    if cert:
+        ctx = Credentials.load(node.data_dir / "admin").client_context()
+    else:
+        ctx = ssl.create_default_context(cadata=(node.data_dir / "admin" / "ca.crt").read_text())
+        ctx.check_hostname = False
+
+    async def call() -> tuple[int, Any]:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.request(
+                method,
+                config.api_url + path,
+                data=body,
+                headers={"Content-Type": "application/json"},
+                ssl=ctx,
+                timeout=aiohttp.ClientTimeout(total=15),
+            ) as resp,
+        ):
+            raw = await resp.read()
+            return resp.status, json.loads(raw) if raw else None
+
+    return asyncio.run(call())
+
+
+def test_api_refuses_malformed_requests(node: SwarmNode, tmp_path: Path) -> None:
+    ensure_base(node, tmp_path)
+    before = node.json("service", "ls")
+    cases = [
+        ("POST", "/v1/stacks/junk/deploy", b"{not json"),
+        ("POST", "/v1/stacks/junk/deploy", b'{"name": "junk", "services": "nope"}'),
+        ("POST", "/v1/stacks/junk/deploy", b'{"name": 7}'),
+        ("POST", "/v1/stacks/base/deploy", b'{"name": "other", "services": []}'),
+        ("POST", "/v1/services/base_keep/scale", b'{"replicas": -3}'),
+        ("POST", "/v1/services/base_keep/scale", b'{"replicas": "many"}'),
+        ("POST", "/v1/services/base_keep/scale", b"[]"),
+    ]
+    for method, path, body in cases:
+        status, answer = _api(node, method, path, body)
+        assert status == 400, (path, body, status, answer)
+        assert isinstance(answer, dict) and isinstance(answer.get("error"), str), answer
+        assert answer["error"], answer
+    status, answer = _api(node, "GET", "/v1/services", None, cert=False)
+    assert status == 401 and "certificate" in answer["error"], (status, answer)
+    after = node.json("service", "ls")
+    assert [s["name"] for s in after] == [s["name"] for s in before]
+    assert [s["desired"] for s in after] == [s["desired"] for s in before]
+    assert "junk" not in node.cli("stack", "ls", check=True).stdout

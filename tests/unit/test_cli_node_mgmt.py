@@ -1,0 +1,182 @@
+"""``swarmlite node update|rm|demote|promote``: parsing, request bodies, and output
+against a tiny real aiohttp server (plain HTTP, no mocks)."""
+
+from __future__ import annotations
+
+import argparse
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import msgspec
+import pytest
+from aiohttp import web
+
+from swarmlite.api.client import ApiClient
+from swarmlite.api.models import NodeActionResult, NodeUpdateRequest
+from swarmlite.cli.main import main, parse_args
+from swarmlite.cli.node_cmds import node_demote, node_promote, node_rm, node_update, update_request
+from swarmlite.errors import SpecError
+from swarmlite.spec.objects import Node
+
+
+@pytest.fixture(autouse=True)
+def _default_data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("SWARMLITE_DATA_DIR", str(tmp_path / "default"))
+
+
+# --- parsing ------------------------------------------------------------------------
+
+
+def test_update_parses_repeated_label_flags_into_one_request() -> None:
+    args = parse_args(
+        [
+            "node", "update", "--availability", "drain",
+            "--label-add", "zone=eu-1", "--label-add", "gpu", "--label-add", "x=a=b",
+            "--label-rm", "old", "n1",
+        ]
+    )  # fmt: skip
+    assert args.node == "n1"
+    assert update_request(args) == NodeUpdateRequest(
+        availability="drain", label_add={"zone": "eu-1", "gpu": "", "x": "a=b"}, label_rm=("old",)
+    )
+
+
+def test_update_with_nothing_to_change_is_refused() -> None:
+    with pytest.raises(SpecError, match="nothing to update"):
+        update_request(parse_args(["node", "update", "n1"]))
+
+
+def test_update_label_without_a_key_is_refused() -> None:
+    with pytest.raises(SpecError, match="invalid label '=v'"):
+        update_request(parse_args(["node", "update", "--label-add", "=v", "n1"]))
+
+
+def test_update_rejects_an_unknown_availability(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["node", "update", "--availability", "off", "n1"]) == 2
+    assert "invalid choice: 'off'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "nodes", "force"),
+    [
+        (["node", "rm", "a", "b"], ["a", "b"], False),
+        (["node", "remove", "--force", "a"], ["a"], True),
+        (["node", "rm", "-f", "a"], ["a"], True),
+    ],
+)
+def test_rm_parses_nodes_and_force(argv: list[str], nodes: list[str], force: bool) -> None:
+    args = parse_args(argv)
+    assert (args.nodes, args.force) == (nodes, force)
+
+
+@pytest.mark.parametrize("command", ["demote", "promote", "rm"])
+def test_node_commands_need_a_node(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["node", command]) == 2
+    assert "required: NODE" in capsys.readouterr().err
+
+
+# --- against a server ---------------------------------------------------------------
+
+NODE = Node(id="n1", hostname="h1", addr="10.0.0.1", api_port=4242)
+
+
+def _json(obj: object, status: int = 200) -> web.Response:
+    return web.Response(
+        body=msgspec.json.encode(obj), status=status, content_type="application/json"
+    )
+
+
+def _app(seen: list[tuple[str, str, bytes]]) -> web.Application:
+    async def record(request: web.Request) -> str:
+        seen.append((request.method, request.path_qs, await request.read()))
+        return request.match_info["id"]
+
+    async def update(request: web.Request) -> web.Response:
+        await record(request)
+        return _json(NODE)
+
+    async def action(request: web.Request) -> web.Response:
+        node_id = await record(request)
+        if node_id == "bad":
+            return _json({"error": "demoting bad would leave the cluster without a quorum"}, 409)
+        verb = request.path.rsplit("/", 1)[-1]
+        return _json(NodeActionResult(node_id=node_id, hostname="h", message=f"{node_id} {verb}"))
+
+    app = web.Application()
+    app.router.add_post("/v1/nodes/{id}/update", update)
+    app.router.add_delete("/v1/nodes/{id}", action)
+    app.router.add_post("/v1/nodes/{id}/demote", action)
+    app.router.add_post("/v1/nodes/{id}/promote", action)
+    return app
+
+
+@pytest.fixture
+def seen() -> list[tuple[str, str, bytes]]:
+    return []
+
+
+@pytest.fixture
+async def api(seen: list[tuple[str, str, bytes]]) -> AsyncIterator[ApiClient]:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    runner = web.AppRunner(_app(seen))
+    await runner.setup()
+    await web.SockSite(runner, sock).start()
+    try:
+        async with ApiClient(f"http://127.0.0.1:{sock.getsockname()[1]}", None, 5) as client:
+            yield client
+    finally:
+        await runner.cleanup()
+
+
+def _args(argv: list[str]) -> argparse.Namespace:
+    return parse_args(argv)
+
+
+async def test_update_posts_the_typed_body_and_prints_the_node(
+    api: ApiClient, seen: list[tuple[str, str, bytes]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = _args(["node", "update", "--availability", "pause", "--label-rm", "a", "n1"])
+    assert await node_update(args, api) == 0
+    method, path, body = seen[0]
+    assert (method, path) == ("POST", "/v1/nodes/n1/update")
+    assert msgspec.json.decode(body, type=NodeUpdateRequest) == NodeUpdateRequest(
+        availability="pause", label_rm=("a",)
+    )
+    assert capsys.readouterr().out == "n1\n"
+
+
+async def test_rm_sends_force_and_prints_each_node(
+    api: ApiClient, seen: list[tuple[str, str, bytes]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert await node_rm(_args(["node", "rm", "--force", "a", "b"]), api) == 0
+    assert [(m, p) for m, p, _ in seen] == [
+        ("DELETE", "/v1/nodes/a?force=1"),
+        ("DELETE", "/v1/nodes/b?force=1"),
+    ]
+    assert capsys.readouterr().out == "a\nb\n"
+
+
+async def test_rm_without_force_sends_no_force(
+    api: ApiClient, seen: list[tuple[str, str, bytes]]
+) -> None:
+    assert await node_rm(_args(["node", "rm", "a"]), api) == 0
+    assert seen[0][:2] == ("DELETE", "/v1/nodes/a")
+
+
+async def test_demote_goes_on_after_a_refusal_and_exits_1(
+    api: ApiClient, seen: list[tuple[str, str, bytes]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert await node_demote(_args(["node", "demote", "bad", "m2"]), api) == 1
+    assert [p for _, p, _ in seen] == ["/v1/nodes/bad/demote", "/v1/nodes/m2/demote"]
+    out = capsys.readouterr()
+    assert out.out == "m2 demote\n"
+    assert out.err == "Error: demoting bad would leave the cluster without a quorum\n"
+
+
+async def test_promote_prints_the_server_message(
+    api: ApiClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert await node_promote(_args(["node", "promote", "w1"]), api) == 0
+    assert capsys.readouterr().out == "w1 promote\n"

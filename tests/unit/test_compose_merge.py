@@ -1,0 +1,122 @@
+"""Several ``-f`` files merged in order, as Compose does."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from swarmlite.errors import ComposeError
+from swarmlite.spec.compose import load_stack
+from swarmlite.spec.service import Mount, PortSpec
+
+BASE = """
+services:
+  web:
+    image: app:1
+    command: ["serve", "--port", "80"]
+    environment: [A=1, B=2]
+    labels: {tier: front}
+    ports: ["8080:80"]
+    expose: [9000]
+    volumes:
+      - data:/data
+      - ./conf:/etc/app
+    networks: [front]
+    deploy:
+      replicas: 2
+      labels: [x=1]
+      resources: {limits: {cpus: "1", memory: 256m}}
+    healthcheck:
+      test: ["CMD", "true"]
+      interval: 5s
+  db:
+    image: postgres
+volumes:
+  data:
+networks:
+  front:
+"""
+
+OVERRIDE = """
+services:
+  web:
+    image: app:2
+    command: serve --debug
+    environment: {B: two, C: "3"}
+    labels: [owner=me]
+    ports: ["8080:80", "9443:443"]
+    expose: [9001]
+    volumes:
+      - cache:/data
+    networks: {back: {}}
+    deploy:
+      labels: {y: "2"}
+      resources: {limits: {memory: 1g}}
+    healthcheck:
+      test: ["CMD", "false"]
+  worker:
+    image: app:2
+volumes:
+  cache:
+networks:
+  back:
+"""
+
+
+def files(tmp_path: Path, *texts: str) -> list[Path]:
+    paths = []
+    for i, text in enumerate(texts):
+        path = tmp_path / f"compose{i}.yaml"
+        path.write_text(textwrap.dedent(text))
+        paths.append(path)
+    return paths
+
+
+def test_merge_follows_compose_rules(tmp_path: Path) -> None:
+    stack = load_stack(files(tmp_path, BASE, OVERRIDE), environ={})
+    web = next(s for s in stack.services if s.name == "web")
+    assert web.image == "app:2"
+    assert web.command == ("serve", "--debug")  # overridden, not appended
+    assert web.environment == {"A": "1", "B": "two", "C": "3"}
+    assert web.labels == {"tier": "front", "owner": "me"}
+    assert web.ports == (PortSpec(target=80, published=8080), PortSpec(target=443, published=9443))
+    assert web.expose == (9000, 9001)
+    # Merged by container path: the override's mount on /data replaces the base one.
+    assert web.mounts == (
+        Mount(type="bind", source=str((tmp_path / "conf").absolute()), target="/etc/app"),
+        Mount(type="volume", source="cache", target="/data"),
+    )
+    assert web.networks == ("front", "back")
+    assert web.replicas == 2
+    assert web.deploy_labels == {"x": "1", "y": "2"}
+    assert (web.resources.limits.cpus, web.resources.limits.memory) == (1.0, 2**30)
+    assert web.healthcheck is not None
+    assert (web.healthcheck.test, web.healthcheck.interval) == (("CMD", "false"), 5.0)
+    assert [s.name for s in stack.services] == ["web", "db", "worker"]
+    assert [v.name for v in stack.volumes] == ["data", "cache"]
+
+
+def test_error_in_second_file_names_that_file(tmp_path: Path) -> None:
+    paths = files(tmp_path, BASE, "services:\n  web:\n    deploy:\n      replicas: -1\n")
+    with pytest.raises(ComposeError) as info:
+        load_stack(paths, environ={})
+    err = info.value
+    assert (err.file, err.line, err.service, err.key) == (
+        str(paths[1]),
+        4,
+        "web",
+        "deploy.replicas",
+    )
+
+
+def test_stack_name_and_env_come_from_first_file(tmp_path: Path) -> None:
+    first, second = tmp_path / "app", tmp_path / "other"
+    first.mkdir()
+    second.mkdir()
+    (first / ".env").write_text("TAG=7\n")
+    (first / "a.yaml").write_text("services:\n  web:\n    image: x\n")
+    (second / "b.yaml").write_text("services:\n  web:\n    image: x:${TAG}\n")
+    stack = load_stack([first / "a.yaml", second / "b.yaml"], environ={})
+    assert (stack.name, stack.services[0].image) == ("app", "x:7")

@@ -1,0 +1,224 @@
+"""The service name server on loopback: 127.0.0.x addresses play gateways and containers."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from dnslib import QTYPE, RCODE, RR, A, DNSRecord
+
+from swarmlite.proxy.dns import NameIndex, ServiceNameServer
+from swarmlite.spec.routes import Backend, RoutesSnapshot
+from tests.unit.test_proxy_support import network, route, snapshot
+
+FRONT_GW, BACK_GW = "127.0.0.53", "127.0.0.54"
+WEB_IP, API_FRONT_IP, API_BACK_IP, DB_IP = "127.0.0.21", "127.0.0.31", "127.0.0.32", "127.0.0.41"
+STRANGER = "127.0.0.99"
+UPSTREAM = "127.0.0.77"
+
+
+def _snapshot() -> RoutesSnapshot:
+    web = route(
+        "web",
+        networks=("st_front",),
+        endpoints={"st_front": "10.0.1.10"},
+        backends=(Backend(task_id="w1", node_id="n1", addresses={"st_front": WEB_IP}),),
+    )
+    api = route(
+        "api",
+        networks=("st_front", "st_back"),
+        endpoints={"st_front": "10.0.1.11", "st_back": "10.0.2.11"},
+        backends=(
+            Backend(
+                task_id="a1",
+                node_id="n1",
+                addresses={"st_front": API_FRONT_IP, "st_back": API_BACK_IP},
+            ),
+        ),
+    )
+    db = route(
+        "db",
+        networks=("st_back",),
+        endpoints={"st_back": "10.0.2.12"},
+        backends=(Backend(task_id="d1", node_id="n2", addresses={"st_back": DB_IP}),),
+    )
+    nets = (network("st_front", FRONT_GW), network("st_back", BACK_GW))
+    return snapshot(web, api, db, networks=nets)
+
+
+def _free_dns_port() -> int:
+    for _ in range(20):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind((FRONT_GW, 0))
+            port = int(s.getsockname()[1])
+        try:
+            for host in (FRONT_GW, BACK_GW):
+                for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+                    with socket.socket(socket.AF_INET, kind) as t:
+                        t.bind((host, port))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no free port")
+
+
+class _Client(asyncio.DatagramProtocol):
+    def __init__(self) -> None:
+        self.answer: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        if not self.answer.done():
+            self.answer.set_result(data)
+
+
+async def query(name: str, source: str, server: str, port: int, qtype: str = "A") -> DNSRecord:
+    loop = asyncio.get_running_loop()
+    transport, proto = await loop.create_datagram_endpoint(
+        _Client, local_addr=(source, 0), remote_addr=(server, port)
+    )
+    try:
+        transport.sendto(DNSRecord.question(name, qtype).pack())
+        return DNSRecord.parse(await asyncio.wait_for(proto.answer, 5))
+    finally:
+        transport.close()
+
+
+def _ips(reply: DNSRecord) -> list[str]:
+    return [str(rr.rdata) for rr in reply.rr]
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[int]:
+    """A tiny authoritative upstream on 127.0.0.77 for names outside the cluster."""
+
+    class Up(asyncio.DatagramProtocol):
+        def connection_made(self, transport: Any) -> None:
+            self.t = transport
+
+        def datagram_received(self, data: bytes, addr: Any) -> None:
+            req = DNSRecord.parse(data)
+            reply = req.reply()
+            if str(req.q.qname) == "outside.example." and req.q.qtype == QTYPE.A:
+                reply.add_answer(RR("outside.example.", QTYPE.A, rdata=A("203.0.113.7"), ttl=60))
+            elif str(req.q.qname) != "outside.example.":
+                reply.header.rcode = RCODE.NXDOMAIN
+            self.t.sendto(reply.pack(), addr)
+
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(Up, local_addr=(UPSTREAM, 0))
+    yield int(transport.get_extra_info("sockname")[1])
+    transport.close()
+
+
+@pytest.fixture
+async def dns(upstream: int) -> AsyncIterator[tuple[ServiceNameServer, int]]:
+    port = _free_dns_port()
+    server = ServiceNameServer(port=port, nameservers=[UPSTREAM], nameserver_port=upstream)
+    await server.start()
+    decision = await server.apply(_snapshot())
+    assert "gateways=2" in decision and "errors=0" in decision
+    yield server, port
+    await server.stop()
+
+
+async def test_answers_vip_on_a_shared_network(dns: tuple[ServiceNameServer, int]) -> None:
+    _, port = dns
+    for name in ("api", "api.st", "st_api", "API.st."):
+        assert _ips(await query(name, WEB_IP, FRONT_GW, port)) == ["10.0.1.11"]
+    reply = await query("api", WEB_IP, FRONT_GW, port)
+    assert reply.rr[0].ttl == 0
+    # db is on st_back only, which the api replica shares with it
+    assert _ips(await query("db", API_FRONT_IP, FRONT_GW, port)) == ["10.0.2.12"]
+    assert _ips(await query("api", DB_IP, BACK_GW, port)) == ["10.0.2.11"]
+
+
+async def test_service_on_no_shared_network_is_nxdomain(
+    dns: tuple[ServiceNameServer, int],
+) -> None:
+    _, port = dns
+    assert (await query("db", WEB_IP, FRONT_GW, port)).header.rcode == RCODE.NXDOMAIN
+    assert (await query("web", DB_IP, BACK_GW, port)).header.rcode == RCODE.NXDOMAIN
+
+
+async def test_unknown_source_uses_the_receiving_network(
+    dns: tuple[ServiceNameServer, int],
+) -> None:
+    _, port = dns
+    assert _ips(await query("db", STRANGER, BACK_GW, port)) == ["10.0.2.12"]
+    assert (await query("db", STRANGER, FRONT_GW, port)).header.rcode == RCODE.NXDOMAIN
+    assert _ips(await query("api", STRANGER, BACK_GW, port)) == ["10.0.2.11"]
+
+
+async def test_aaaa_for_cluster_name_is_empty_noerror_and_tasks_lists_replicas(
+    dns: tuple[ServiceNameServer, int],
+) -> None:
+    _, port = dns
+    reply = await query("api", WEB_IP, FRONT_GW, port, qtype="AAAA")
+    assert (reply.header.rcode, reply.rr) == (RCODE.NOERROR, [])
+    assert _ips(await query("tasks.api", WEB_IP, FRONT_GW, port)) == [API_FRONT_IP]
+
+
+async def test_tcp_query(dns: tuple[ServiceNameServer, int]) -> None:
+    _, port = dns
+    r, w = await asyncio.open_connection(FRONT_GW, port, local_addr=(WEB_IP, 0))
+    packet = DNSRecord.question("web").pack()
+    w.write(len(packet).to_bytes(2, "big") + packet)
+    size = int.from_bytes(await asyncio.wait_for(r.readexactly(2), 5), "big")
+    reply = DNSRecord.parse(await r.readexactly(size))
+    w.close()
+    assert _ips(reply) == ["10.0.1.10"]
+
+
+async def test_outside_names_are_forwarded(dns: tuple[ServiceNameServer, int]) -> None:
+    _, port = dns
+    assert _ips(await query("outside.example", WEB_IP, FRONT_GW, port)) == ["203.0.113.7"]
+    nx = await query("nowhere.example", WEB_IP, FRONT_GW, port)
+    assert nx.header.rcode == RCODE.NXDOMAIN
+
+
+async def test_silent_upstream_gives_servfail_within_timeout() -> None:
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind((UPSTREAM, 0))
+    port = _free_dns_port()
+    server = ServiceNameServer(
+        port=port,
+        nameservers=[UPSTREAM],
+        nameserver_port=silent.getsockname()[1],
+        forward_timeout=0.5,
+    )
+    try:
+        await server.apply(_snapshot())
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        reply = await query("outside.example", WEB_IP, FRONT_GW, port)
+        assert reply.header.rcode == RCODE.SERVFAIL
+        assert loop.time() - t0 < 2.0
+    finally:
+        await server.stop()
+        silent.close()
+
+
+async def test_gateways_follow_the_snapshot(dns: tuple[ServiceNameServer, int]) -> None:
+    server, port = dns
+    assert server.listening() == [(FRONT_GW, port), (BACK_GW, port)]
+    only_front = RoutesSnapshot(revision=2, networks=(network("st_front", FRONT_GW),))
+    assert "closed=1" in await server.apply(only_front)
+    assert server.listening() == [(FRONT_GW, port)]
+
+
+def test_name_index_prefers_own_stack_for_short_names() -> None:
+    mine = route("db", stack="a", networks=("shared",), endpoints={"shared": "10.9.0.1"})
+    theirs = route("db", stack="b", networks=("shared",), endpoints={"shared": "10.9.0.2"})
+    me = route(
+        "app",
+        stack="a",
+        networks=("shared",),
+        backends=(Backend(task_id="x", node_id="n", addresses={"shared": "10.9.0.50"}),),
+    )
+    index = NameIndex(snapshot(theirs, mine, me))
+    assert index.lookup("db", "10.9.0.50", "") == ["10.9.0.1"]
+    assert index.lookup("db.b", "10.9.0.50", "") == ["10.9.0.2"]
+    assert index.lookup("example.com", "10.9.0.50", "") is None

@@ -1,0 +1,57 @@
+"""Reconciler: task history pruning, and a pass applied to its own output."""
+
+from __future__ import annotations
+
+import pytest
+
+from swarmlite.manager.reconcile import reconcile
+from swarmlite.spec.objects import Service, Task, TaskState
+from swarmlite.spec.service import RestartPolicy
+from tests.unit.test_reconcile import NAME, NODES, T0, Sim, check_plan, service, spec, task
+
+S = TaskState
+
+
+# --- history -------------------------------------------------------------------------
+
+
+def finished(svc: Service, slot: int, n: int) -> list[Task]:
+    return [
+        task(svc, slot, S.FAILED, desired=S.SHUTDOWN, created=T0 - 100 + i, at=T0 - 99 + i)
+        for i in range(n)
+    ]
+
+
+@pytest.mark.parametrize(("n_finished", "limit", "pruned"), [(7, 5, 2), (5, 5, 0), (3, 0, 3)])
+def test_history_is_pruned_per_slot_oldest_first(n_finished: int, limit: int, pruned: int) -> None:
+    svc = service(spec(replicas=2))
+    old1, old2 = finished(svc, 1, n_finished), finished(svc, 2, 1)
+    tasks = [*old1, *old2, task(svc, 1), task(svc, 2)]
+    plan = reconcile(svc, tasks, NODES, T0, history_limit=limit)
+    check_plan(plan, tasks)
+    expect = old1[:pruned] + (old2 if limit == 0 else [])
+    assert plan.delete == expect
+    assert not plan.create and not plan.updates
+    if expect:
+        assert plan.decision(NAME) == f"service={NAME} " + "; ".join(
+            f"pruned {t.id[:12]} (history limit {limit})" for t in expect
+        )
+    else:
+        assert plan.decision(NAME) == f"service={NAME} converged"
+
+
+def test_history_never_prunes_a_task_still_stopping_or_still_wanted() -> None:
+    svc = service(spec(replicas=1, restart_policy=RestartPolicy(condition="none")))
+    stopping = task(svc, 1, S.RUNNING, desired=S.SHUTDOWN, created=T0 - 90)
+    dead = task(svc, 1, S.FAILED, created=T0 - 80)  # not restarted, still desired running
+    plan = reconcile(svc, [stopping, dead], NODES, T0, history_limit=0)
+    assert not plan.delete
+
+
+def test_a_pass_is_idempotent_on_its_own_output() -> None:
+    svc = service()
+    sim = Sim(svc, NODES)
+    first = sim.pass_()
+    second = sim.pass_()
+    assert len(first.create) == 3 and second.empty
+    assert second.decision(NAME) == f"service={NAME} converged"
