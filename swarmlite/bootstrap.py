@@ -18,7 +18,7 @@ from pathlib import Path
 import aiohttp
 import msgspec
 
-from swarmlite.api.join import JoinRequest, JoinResponse, JoinTokens
+from swarmlite.api.models import JoinRequest, JoinResponse, JoinTokens
 from swarmlite.config import DEFAULT_ADDRESS_POOL, NodeConfig, save_config
 from swarmlite.errors import AuthError, DaemonError, SpecError, SwarmliteError
 from swarmlite.manager.reconcile import new_id

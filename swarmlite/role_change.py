@@ -21,8 +21,8 @@ from pathlib import Path
 import aiohttp
 import msgspec
 
-from swarmlite.api.join import JoinResponse
 from swarmlite.api.join_handlers import PromotionRequest
+from swarmlite.api.models import JoinResponse
 from swarmlite.bootstrap import write_manager_files
 from swarmlite.config import NodeConfig, save_config
 from swarmlite.errors import SwarmliteError

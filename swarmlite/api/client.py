@@ -32,11 +32,11 @@ from urllib.parse import quote
 import aiohttp
 import msgspec
 
-from swarmlite.api.join import JoinTokens
 from swarmlite.api.models import (
     ClusterInfo,
     DeployResult,
     ErrorBody,
+    JoinTokens,
     NodeActionResult,
     NodeUpdateRequest,
     RemoveResult,

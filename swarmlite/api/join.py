@@ -16,42 +16,15 @@ import time
 import msgspec
 from aiohttp import web
 
+from swarmlite.api.models import JoinRequest, JoinTokens
 from swarmlite.errors import AuthError, ConflictError, SpecError
 from swarmlite.security.ca import ClusterCA
 from swarmlite.security.secretbox import SecretBox
 from swarmlite.security.tokens import JoinToken, role_for_secret, secret_digest
 from swarmlite.spec.objects import Cluster, Node
-from swarmlite.spec.service import Frozen
 from swarmlite.store.store import Store, Versioned
 
 log = logging.getLogger("swarmlite.join")
-
-
-class JoinRequest(Frozen, frozen=True):
-    secret: str
-    csr_pem: str
-    hostname: str
-    advertise_addr: str
-    api_port: int
-
-
-class JoinResponse(Frozen, frozen=True):
-    node_id: str
-    cluster_id: str
-    role: str
-    cert_pem: str
-    ca_pem: str
-    managers: tuple[str, ...]
-    # Managers only: what a manager needs to sign joins and run an etcd member.
-    ca_key_pem: str = ""
-    cluster_key: str = ""  # base64
-    etcd_initial_cluster: dict[str, str] = {}
-    address_pool: str = ""
-
-
-class JoinTokens(Frozen, frozen=True):
-    worker: str
-    manager: str
 
 
 def seal_tokens(box: SecretBox, tokens: JoinTokens) -> str:

@@ -14,8 +14,6 @@ from aiohttp import web
 
 from swarmlite.api import node_handlers
 from swarmlite.api.join import (
-    JoinResponse,
-    JoinTokens,
     admit,
     decode_join,
     json_response,
@@ -24,6 +22,7 @@ from swarmlite.api.join import (
     peer_url,
     rotate,
 )
+from swarmlite.api.models import JoinResponse, JoinTokens
 from swarmlite.errors import AuthError, ConflictError, SpecError, StoreUnavailableError
 from swarmlite.manager.reconcile import new_id
 from swarmlite.security.ca import ClusterCA

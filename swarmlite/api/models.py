@@ -103,3 +103,30 @@ class NodeActionResult(Frozen, frozen=True):
     node_id: str
     hostname: str
     message: str  # one line for the user: what was done, or that nothing needed doing
+
+
+class JoinRequest(Frozen, frozen=True):
+    secret: str
+    csr_pem: str
+    hostname: str
+    advertise_addr: str
+    api_port: int
+
+
+class JoinResponse(Frozen, frozen=True):
+    node_id: str
+    cluster_id: str
+    role: str
+    cert_pem: str
+    ca_pem: str
+    managers: tuple[str, ...]
+    # Managers only: what a manager needs to sign joins and run an etcd member.
+    ca_key_pem: str = ""
+    cluster_key: str = ""  # base64
+    etcd_initial_cluster: dict[str, str] = {}
+    address_pool: str = ""
+
+
+class JoinTokens(Frozen, frozen=True):
+    worker: str
+    manager: str

@@ -130,7 +130,7 @@ class EtcdConfig:
             "--auto-compaction-retention=10000",
             "--quota-backend-bytes=2147483648",
             "--max-txn-ops=1024",
-            "--log-level=warn",
+            "--log-level=info",  # elections and membership changes: evidence after a fault
             "--logger=zap",
             *self.tls_argv(),
         ]

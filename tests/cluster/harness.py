@@ -42,7 +42,10 @@ RESOLV_CONF = "nameserver 127.0.0.53\noptions ndots:0\n"
 LABEL_RUN = "swarmlite.cluster-test"
 
 # One polling helper and one timeout factor serve every tier of real-process tests.
-__all__ = ["TIMEOUT_FACTOR", "Cluster", "Node", "wait_until"]
+__all__ = ["LIVE", "TIMEOUT_FACTOR", "Cluster", "Node", "wait_until"]
+
+# Clusters between __enter__ and close, so a failed test can report their logs.
+LIVE: list[Cluster] = []
 
 
 def docker(*args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -164,6 +167,7 @@ class Cluster:
             "network", "create", "--driver", "bridge", "--subnet", str(self.subnet),
             "--label", f"{LABEL_RUN}={self.run_id}", self.network,
         )  # fmt: skip
+        LIVE.append(self)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -190,6 +194,8 @@ class Cluster:
 
     def close(self) -> None:
         """Remove every task container of every node, the nodes and the network."""
+        if self in LIVE:
+            LIVE.remove(self)
         # Nodes first stop: a live agent would start new task containers meanwhile.
         if self.nodes:
             docker("kill", *[n.name for n in self.nodes], check=False)
@@ -213,6 +219,15 @@ class Cluster:
         for n in self.nodes:
             docker("rm", "-f", "-v", n.name, check=False)
         docker("network", "rm", self.network, check=False)
+
+    def log_tails(self, lines: int = 40) -> str:
+        """The end of every node's daemon and etcd logs, for a failure report."""
+        out = []
+        for node in self.nodes:
+            for name in ("daemon.log", "etcd.log"):
+                tail = self.sh(node, f"tail -n {lines} {DATA_DIR}/{name} 2>&1")
+                out.append(f"--- {node.hostname} ({node.ip}) {name}\n{tail.stdout}{tail.stderr}")
+        return "\n".join(out)
 
     # -- creating the cluster -----------------------------------------------------------
     def init(self, node: Node) -> str:
