@@ -75,12 +75,15 @@ def run(data_dir: Path) -> None:
         )
 
 
-async def remove_node_containers(node_id: str) -> int:
+async def remove_node_workloads(node_id: str) -> int:
     runtime = DockerRuntime(node_id)
     try:
         containers = await runtime.list_own()
         for c in containers:
             await runtime.remove(c.id)
+        # Left behind, a stack bridge would keep its subnet from the next cluster here.
+        for name in await runtime.node_networks():
+            await runtime.remove_network(name)
         return len(containers)
     finally:
         await runtime.close()

@@ -19,6 +19,7 @@ from swarmlite.agent.containers import (
     BRIDGE_NAME_OPTION,
     LABEL_NAMESPACE,
     LABEL_NETWORK_ID,
+    LABEL_NODE,
     LABEL_STACK,
     bridge_name,
     split_subnet,
@@ -66,8 +67,10 @@ def _users(api: docker.APIClient, name: str) -> list[str]:
     return sorted(c["Names"][0].lstrip("/") for c in found)
 
 
-def ensure_network(api: docker.APIClient, net: Network) -> None:
-    """Create the bridge, or accept an identical one; recreate a different one if unused."""
+def ensure_network(api: docker.APIClient, net: Network, node_id: str) -> None:
+    """Create the bridge, or accept an identical one; recreate a different one if unused.
+
+    The bridge is labelled with ``node_id``, so ``leave`` can remove what this node made."""
     existing = find_network(api, net.name)
     if existing is not None:
         if network_matches(existing, net):
@@ -85,7 +88,7 @@ def ensure_network(api: docker.APIClient, net: Network) -> None:
         pool_configs=[IPAMPool(subnet=net.subnet, iprange=str(lower), gateway=net.gateway)]
     )
     labels = {**net.labels, LABEL_NETWORK_ID: net.id, LABEL_STACK: net.stack,
-              LABEL_NAMESPACE: net.stack}  # fmt: skip
+              LABEL_NAMESPACE: net.stack, LABEL_NODE: node_id}  # fmt: skip
     try:
         api.create_network(
             net.name,
@@ -100,9 +103,13 @@ def ensure_network(api: docker.APIClient, net: Network) -> None:
         again = find_network(api, net.name)
         if again is not None and network_matches(again, net):
             return  # another caller created it meanwhile
-        raise RuntimeFailure(
-            f"create network {net.name} ({net.subnet}): {exc.explanation or exc}"
-        ) from exc
+        why = str(exc.explanation or exc)
+        if "overlaps" in why.lower():
+            why += (
+                "; another Docker network on this node uses that range: remove it "
+                "(docker network ls) or give the cluster another --default-addr-pool at init"
+            )
+        raise RuntimeFailure(f"create network {net.name} ({net.subnet}): {why}") from exc
     log.info("network=%s created subnet=%s bridge=%s", net.name, net.subnet, bridge_name(net))
 
 
@@ -127,6 +134,11 @@ def remove_network(api: docker.APIClient, name: str) -> bool:
             return False
         raise
     return True
+
+
+def node_networks(api: docker.APIClient, node_id: str) -> list[str]:
+    """Names of the stack networks this node's agent created."""
+    return sorted(n["Name"] for n in api.networks(filters={"label": f"{LABEL_NODE}={node_id}"}))
 
 
 def ensure_volume(

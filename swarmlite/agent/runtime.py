@@ -173,13 +173,19 @@ class DockerRuntime:
         async with lock:
             await self._run(
                 f"create network {net.name}",
-                lambda: docker_networks.ensure_network(self._client(), net),
+                lambda: docker_networks.ensure_network(self._client(), net, self.node_id),
             )
 
     async def remove_network(self, name: str) -> bool:
         """Remove the network; absent is done, still referenced by a container is False."""
         return await self._run(
             f"remove network {name}", lambda: docker_networks.remove_network(self._client(), name)
+        )
+
+    async def node_networks(self) -> list[str]:
+        """The stack networks this node created (kept or not)."""
+        return await self._run(
+            "list networks", lambda: docker_networks.node_networks(self._client(), self.node_id)
         )
 
     async def set_vips(self, net: Network, vips: Collection[str]) -> None:

@@ -272,7 +272,7 @@ def leave_cmd(args: argparse.Namespace) -> int:
     from swarmlite import node
 
     process.stop_daemon(data_dir, grace=STOP_GRACE)
-    asyncio.run(node.remove_node_containers(config.node_id))
+    asyncio.run(node.remove_node_workloads(config.node_id))
     remove_node_state(data_dir)
     print("Node left the swarm.")
     return 0

@@ -132,10 +132,10 @@ class SwarmNode:
     def destroy(self) -> None:
         self.stop()
         if self.node_id:
-            from swarmlite.node import remove_node_containers
+            from swarmlite.node import remove_node_workloads
 
             with contextlib.suppress(Exception):
-                asyncio.run(remove_node_containers(self.node_id))
+                asyncio.run(remove_node_workloads(self.node_id))
         # Networks of this node's pool, and volumes of its stacks.
         out = subprocess.run(
             ["docker", "network", "ls", "-q", "--filter", "label=swarmlite.network.id"],

@@ -220,6 +220,7 @@ def test_leave_force_removes_containers(tmp_path_factory: pytest.TempPathFactory
         assert other.deploy(compose, "bye").returncode == 0
         other.wait_running("bye_idle", 2)
         assert len(other.containers("bye_idle")) == 2
+        assert _network_exists("bye_default")
         proc = other.proc
         assert proc is not None
         refused = other.cli("leave")
@@ -229,6 +230,7 @@ def test_leave_force_removes_containers(tmp_path_factory: pytest.TempPathFactory
         assert proc.wait(20) is not None
         other.proc = None
         assert not other.containers("bye_idle")
+        assert not _network_exists("bye_default"), "leave --force kept the stack's bridge"
         assert not (other.data_dir / "node.json").exists()
         wait_until(lambda: not _etcd_of(other.data_dir), timeout=10, what="etcd stopped")
     finally:
@@ -248,3 +250,11 @@ def _etcd_of(data_dir: Path) -> list[int]:
         if b"etcd" in cmdline and f"--data-dir={data_dir}/etcd".encode() in cmdline:
             found.append(int(entry.name))
     return found
+
+
+def _network_exists(name: str) -> bool:
+    found = subprocess.run(
+        ["docker", "network", "ls", "-q", "--filter", f"name=^{name}$"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return bool(found.stdout.strip())
