@@ -89,7 +89,8 @@ def ensure_network(api: docker.APIClient, net: Network, node_id: str) -> None:
     )
     labels = {**net.labels, LABEL_NETWORK_ID: net.id, LABEL_STACK: net.stack,
               LABEL_NAMESPACE: net.stack, LABEL_NODE: node_id}  # fmt: skip
-    try:
+
+    def create() -> None:
         api.create_network(
             net.name,
             driver="bridge",
@@ -99,6 +100,14 @@ def ensure_network(api: docker.APIClient, net: Network, node_id: str) -> None:
             labels=labels,
             check_duplicate=True,
         )
+
+    try:
+        try:
+            create()
+        except docker.errors.APIError as exc:
+            if "overlaps" not in str(exc.explanation or exc).lower() or not _free_subnet(api, net):
+                raise
+            create()
     except docker.errors.APIError as exc:
         again = find_network(api, net.name)
         if again is not None and network_matches(again, net):
@@ -111,6 +120,23 @@ def ensure_network(api: docker.APIClient, net: Network, node_id: str) -> None:
             )
         raise RuntimeFailure(f"create network {net.name} ({net.subnet}): {why}") from exc
     log.info("network=%s created subnet=%s bridge=%s", net.name, net.subnet, bridge_name(net))
+
+
+def _free_subnet(api: docker.APIClient, net: Network) -> bool:
+    """Remove an unused stack bridge that still holds ``net``'s subnet; True if one went.
+
+    A removed stack's bridge goes only once its last container is gone, and its subnet
+    may be allocated again before that (``stack rm`` then ``deploy``)."""
+    freed = False
+    for other in api.networks(filters={"label": LABEL_NETWORK_ID}):
+        configs = (other.get("IPAM") or {}).get("Config") or []
+        if other.get("Name") == net.name or net.subnet not in {c.get("Subnet") for c in configs}:
+            continue
+        if remove_network(api, str(other["Name"])):
+            log.info("network=%s removed: it held subnet %s for %s", other["Name"], net.subnet,
+                     net.name)  # fmt: skip
+            freed = True
+    return freed
 
 
 def remove_network(api: docker.APIClient, name: str) -> bool:

@@ -67,7 +67,7 @@ class DockerRuntime:
         node_id: str,
         docker_host: str | None = None,
         *,
-        workers: int = 16,
+        workers: int = 64,
         node_addr: str | None = None,
         advertise_addr: str | None = None,
     ) -> None:
@@ -81,6 +81,8 @@ class DockerRuntime:
         self.files = TaskFiles(node_id)
         self.docker_host = docker_host or os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
         self._workers = workers
+        # Each task start holds a thread through create, start and inspect; with fewer
+        # threads than tasks in a deploy, later creates queue behind slow starts.
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="docker")
         self._client_lock = threading.Lock()
         self._api: docker.APIClient | None = None

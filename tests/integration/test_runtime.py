@@ -119,6 +119,36 @@ async def test_network_idempotent_subnet_and_recreate(
     assert [n for n in docker_api.networks(names=[net.name]) if n["Name"] == net.name]
 
 
+async def test_subnet_held_by_a_removed_stacks_bridge_is_taken_over(
+    runtime: DockerRuntime,
+    docker_api: docker.APIClient,
+    docker_cleanup: DockerCleanup,
+    unique: str,
+    busybox_image: str,
+) -> None:
+    """``stack rm`` then ``deploy``: the old bridge may still hold the reused subnet."""
+    old = make_network(docker_cleanup, f"rto{unique}")
+    await runtime.ensure_network(old)
+    new = Network(id=secrets.token_hex(12), name=f"rtn{unique}_net", stack=f"rtn{unique}",
+                  subnet=old.subnet, gateway=old.gateway)  # fmt: skip
+    docker_cleanup.networks.append(new.name)
+    # While a container still uses the old bridge it is kept, and the error says why.
+    task = make_task(old.stack, busybox_image, "sleep 30")
+    await runtime.create(task, [old])
+    with pytest.raises(RuntimeFailure, match="another Docker network on this node"):
+        await runtime.ensure_network(new)
+    await runtime.remove(await _container_of(docker_api, task))
+    await runtime.ensure_network(new)
+    names = {n["Name"] for n in docker_api.networks()}
+    assert new.name in names and old.name not in names
+
+
+async def _container_of(api: docker.APIClient, task: Task) -> str:
+    found = api.containers(all=True, filters={"label": f"swarmlite.task={task.id}"})
+    assert len(found) == 1, found
+    return str(found[0]["Id"])
+
+
 async def test_vips_on_bridge_reachable_from_container(
     runtime: DockerRuntime, docker_cleanup: DockerCleanup, unique: str, busybox_image: str
 ) -> None:
