@@ -26,6 +26,8 @@ def create_container(
         if exc.status_code != 409:
             raise
         cid = _adopt(api, cfg, task_id, node_id)
+    if len(cfg.networks) <= 1:
+        return cid  # created on its only network
     try:
         attrs = api.inspect_container(cid)
         attached = (attrs.get("NetworkSettings") or {}).get("Networks") or {}

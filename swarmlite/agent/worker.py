@@ -59,7 +59,7 @@ class TaskRunner:
         self._reported: dict[str, TaskStatus] = {}
         self._busy: dict[str, asyncio.Task[None]] = {}
         self._rechecks: dict[str, asyncio.Task[None]] = {}
-        self._ready_networks: set[tuple[str, str]] = set()
+        self._ready_networks: dict[tuple[str, str], asyncio.Future[None]] = {}
         self._dirty = asyncio.Event()
         self._synced = False  # no removal of unknown containers before the first assignment
         self._loops: list[asyncio.Task[None]] = []
@@ -219,16 +219,23 @@ class TaskRunner:
 
         self._busy[key] = asyncio.create_task(run())
 
+    async def _network_ready(self, net: Network) -> None:
+        """Check each network once per runner: 20 starts at once share one check,
+        rather than queueing 20 times on the same network lookup."""
+        key = (net.name, net.id)
+        check = self._ready_networks.get(key)
+        if check is None or (check.done() and check.exception() is not None):
+            check = self._ready_networks[key] = asyncio.ensure_future(
+                self._runtime.ensure_network(net)
+            )
+        await asyncio.shield(check)
+
     async def _start(self, task: Task) -> None:
         self._report(task.id, _status(TaskState.PREPARING, "preparing"))
         try:
             networks = [self._networks[f"{task.spec.stack}_{n}"] for n in task.spec.networks]
             for net in networks:
-                # Checked once per network and runner: 20 parallel starts need not
-                # queue 20 times on the same Docker network inspect.
-                if (net.name, net.id) not in self._ready_networks:
-                    await self._runtime.ensure_network(net)
-                    self._ready_networks.add((net.name, net.id))
+                await self._network_ready(net)
             for mount in task.spec.mounts:
                 if mount.type == "volume":
                     name = f"{task.spec.stack}_{mount.source}"
