@@ -23,8 +23,9 @@ from swarmlite.config import DEFAULT_ADDRESS_POOL, NodeConfig, save_config
 from swarmlite.errors import AuthError, DaemonError, SpecError, SwarmliteError
 from swarmlite.manager.reconcile import new_id
 from swarmlite.security.ca import ClusterCA, make_key_and_csr
+from swarmlite.security.pinning import pinned_client_context
 from swarmlite.security.secretbox import SecretBox
-from swarmlite.security.tls import Credentials, pinned_client_context, write_private
+from swarmlite.security.tls import Credentials, write_private
 from swarmlite.security.tokens import JoinToken
 
 

@@ -1,7 +1,7 @@
 """Joining the cluster: the manager's side of ``swarmlite join`` and join tokens.
 
 A joining node has already checked the manager's CA against the token's fingerprint
-(security/tls.pinned_client_context) before it sends the secret. The manager admits
+(security/pinning.pinned_client_context) before it sends the secret. The manager admits
 it if the secret's digest matches the worker or the manager digest, signs its CSR
 with the cluster CA, registers the node and, for a manager, adds its etcd member as
 a learner. A rotated token stops admitting nodes at once.

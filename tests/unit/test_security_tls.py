@@ -17,12 +17,11 @@ from aiohttp import web
 from swarmlite.errors import AuthError
 from swarmlite.security.ca import ROLES, ClusterCA
 from swarmlite.security.mtls import allow_roles, ca_handler, mtls_middleware, request_identity
+from swarmlite.security.pinning import fetch_and_pin_ca, pinned_client_context
 from swarmlite.security.tls import (
     Credentials,
     anonymous_client_context,
     client_context,
-    fetch_and_pin_ca,
-    pinned_client_context,
     server_context,
     write_private,
 )
