@@ -8,7 +8,6 @@
 #   iproute2      `ip netns` for the multi-node tests
 #   curl          scripts/demo.sh
 #   python3-venv  `make install` creates .venv
-#   apache2-utils `ab` and hey (optional: a failure to install them is only a warning)
 #
 # busybox-static is NOT installed here: scripts/build-images.sh downloads the
 # .deb and unpacks it into .cache/ for the swarmlite/busybox image.
@@ -33,32 +32,21 @@ have ip || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || missing+=(iproute2)
 have curl || missing+=(curl)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 
-optional=()
-have ab || optional+=(apache2-utils)
-have hey || optional+=(hey)  # bench: paced load for the added-p99 rows
-
 if have docker; then
     docker info >/dev/null 2>&1 || echo "install-deps: warning: docker is installed but the engine is not reachable" >&2
 else
     echo "install-deps: warning: docker is not installed; swarmlite needs a running Docker engine" >&2
 fi
 
-if [ ${#missing[@]} -eq 0 ] && [ ${#optional[@]} -eq 0 ]; then
+if [ ${#missing[@]} -eq 0 ]; then
     echo "install-deps: all host dependencies present"
     exit 0
 fi
 
 export DEBIAN_FRONTEND=noninteractive
-echo "install-deps: installing: ${missing[*]:-} ${optional[*]:-}"
+echo "install-deps: installing: ${missing[*]}"
 $SUDO apt-get update -qq
-
-if [ ${#missing[@]} -gt 0 ]; then
-    $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
-if [ ${#optional[@]} -gt 0 ]; then
-    $SUDO apt-get install -y -qq --no-install-recommends "${optional[@]}" \
-        || echo "install-deps: warning: optional packages not installed: ${optional[*]}" >&2
-fi
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 
 # Debian starts etcd-server as a system service on install; swarmlite runs its
 # own etcd members, so a system one listening on 2379 would only get in the way.

@@ -129,7 +129,8 @@ async def connect_any(
 
     Targets this node cannot reach (``ProxyContext.address`` is None) are skipped.
 
-    Nothing was sent yet when a connect fails, so moving on is always safe.
+    Nothing was sent yet when a connect fails, so moving on is always safe; the
+    picker then skips the failed target for a while (``table.FAIL_TIMEOUT``).
     Returns ``None`` when every target failed. Each dial counts as in flight to its
     target (``ProxyContext.begin``); the returned target stays counted and the
     caller calls ``ctx.end(target.task_id)`` when its connection or request ends.
@@ -153,6 +154,7 @@ async def connect_any(
             )
         except (OSError, TimeoutError):
             ctx.end(target.task_id)
+            picker.failed(target)
             target = _next_untried(picker, tried)
             continue
         except BaseException:

@@ -15,7 +15,8 @@ also drops, at planning time, the targets this node cannot reach.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -72,26 +73,61 @@ class Conflict:
     holder: str
 
 
+# A target whose connect failed is skipped for this long (nginx: max_fails=1
+# fail_timeout=10s). While quorum is lost the routes cannot drop a dead node's
+# replicas, and each request would otherwise wait a connect timeout on them.
+FAIL_TIMEOUT = 5.0
+
+
 class BackendPicker:
-    """Round-robin over a replaceable tuple of targets."""
+    """Round-robin over a replaceable tuple of targets, skipping recently failed ones.
 
-    __slots__ = ("_next", "_targets")
+    When every target has failed recently, it round-robins over all of them."""
 
-    def __init__(self, targets: Iterable[Target] = ()) -> None:
+    __slots__ = ("_clock", "_failed", "_next", "_targets")
+
+    def __init__(
+        self, targets: Iterable[Target] = (), *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._targets: tuple[Target, ...] = tuple(targets)
         self._next = 0
+        self._failed: dict[Target, float] = {}  # target -> skipped until (clock time)
+        self._clock = clock
 
     def pick(self) -> Target | None:
         targets = self._targets
         if not targets:
             return None
         i = self._next % len(targets)
+        if self._failed:
+            return self._pick_healthy(i)
         self._next = i + 1
         return targets[i]
+
+    def _pick_healthy(self, i: int) -> Target:
+        targets, failed, now = self._targets, self._failed, self._clock()
+        for step in range(len(targets)):
+            target = targets[(i + step) % len(targets)]
+            until = failed.get(target)
+            if until is not None and until <= now:
+                del failed[target]
+                until = None
+            if until is None:
+                self._next = i + step + 1
+                return target
+        self._next = i + 1
+        return targets[i]
+
+    def failed(self, target: Target) -> None:
+        """A connect to ``target`` failed: skip it for ``FAIL_TIMEOUT`` seconds."""
+        if target in self._targets:
+            self._failed[target] = self._clock() + FAIL_TIMEOUT
 
     def replace(self, targets: Iterable[Target]) -> None:
         """Swap the targets atomically; the rotation continues where it was."""
         self._targets = tuple(targets)
+        if self._failed:
+            self._failed = {t: u for t, u in self._failed.items() if t in self._targets}
 
     @property
     def targets(self) -> tuple[Target, ...]:

@@ -144,6 +144,7 @@ class Cluster:
         running(node, service)          tasks running with desired state running
         wait_running(node, service, n)  wait until exactly n are
         kill(node) / start(node)        docker kill / docker start + the daemon again
+        is_up(node)                     the node's container runs (not killed or paused)
         pause(node) / unpause(node)     docker pause / unpause (daemon and its tasks)
         disconnect(node) / connect(node)  docker network disconnect / connect, same IP
         ip(node) -> str                 the node's address on the private network
@@ -274,6 +275,12 @@ class Cluster:
         except AssertionError as exc:
             log = self.sh(node, f"tail -n 20 {DATA_DIR}/daemon.log").stdout
             raise AssertionError(f"{exc}\n{node.hostname} daemon.log:\n{log}") from None
+
+    def is_up(self, node: Node) -> bool:
+        """Is the node's container running (not killed, not paused)?"""
+        state = docker("inspect", "-f", "{{.State.Running}} {{.State.Paused}}", node.name,
+                       check=False).stdout.split()  # fmt: skip
+        return state == ["true", "false"]
 
     def pause(self, node: Node) -> None:
         docker("pause", node.name)

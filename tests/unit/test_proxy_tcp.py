@@ -93,6 +93,10 @@ async def test_dead_backend_is_skipped_without_client_errors(
     await mesh.apply(snapshot(_svc(port, backends[:2], DEAD_IP)))  # type: ignore[arg-type]
     answers = [(await _ask(port)).strip() for _ in range(30)]
     assert set(answers) == {b"b0", b"b1"}
+    # After its refused connect the dead one is skipped: no more dials to it for now.
+    (picker,) = [r.picker for r in mesh.table.routes()]
+    dead = next(t for t in picker.targets if t.host == DEAD_IP)
+    assert dead not in [picker.pick() for _ in range(6)]
 
 
 async def test_all_backends_dead_closes_client(mesh: MeshProxy) -> None:

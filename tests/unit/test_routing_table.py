@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import msgspec
 
-from swarmlite.proxy.table import BackendPicker, RoutingTable, Target, plan_listeners
+from swarmlite.proxy.table import (
+    FAIL_TIMEOUT,
+    BackendPicker,
+    RoutingTable,
+    Target,
+    plan_listeners,
+)
 from swarmlite.spec.routes import Backend
 from swarmlite.spec.service import PortSpec
 from tests.unit.test_proxy_support import backend, route, snapshot
@@ -27,6 +33,41 @@ def test_picker_replace_keeps_rotation_and_drops_removed() -> None:
     picks = [p.pick() for _ in range(10)]
     assert _t(2) not in picks
     assert set(picks) == {_t(1), _t(3)}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_picker_skips_a_failed_target_until_its_fail_timeout() -> None:
+    clock = Clock()
+    p = BackendPicker([_t(1), _t(2), _t(3)], clock=clock)
+    p.failed(_t(2))
+    assert [p.pick() for _ in range(4)] == [_t(1), _t(3), _t(1), _t(3)]
+    clock.now += FAIL_TIMEOUT
+    assert {p.pick() for _ in range(3)} == {_t(1), _t(2), _t(3)}
+
+
+def test_picker_with_every_target_failed_still_round_robins() -> None:
+    clock = Clock()
+    p = BackendPicker([_t(1), _t(2)], clock=clock)
+    p.failed(_t(1))
+    p.failed(_t(2))
+    assert [p.pick() for _ in range(4)] == [_t(1), _t(2), _t(1), _t(2)]
+
+
+def test_picker_forgets_failures_of_removed_and_unknown_targets() -> None:
+    clock = Clock()
+    p = BackendPicker([_t(1), _t(2)], clock=clock)
+    p.failed(_t(9))  # not a target: ignored
+    p.failed(_t(2))
+    p.replace([_t(1), _t(3)])
+    p.replace([_t(1), _t(2), _t(3)])  # t2 is back as a new routing decision
+    assert {p.pick() for _ in range(3)} == {_t(1), _t(2), _t(3)}
 
 
 def test_published_and_vip_listeners() -> None:
