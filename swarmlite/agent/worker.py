@@ -224,7 +224,7 @@ class TaskRunner:
         rather than queueing 20 times on the same network lookup."""
         key = (net.name, net.id)
         check = self._ready_networks.get(key)
-        if check is None or (check.done() and check.exception() is not None):
+        if check is None or (check.done() and (check.cancelled() or check.exception())):
             check = self._ready_networks[key] = asyncio.ensure_future(
                 self._runtime.ensure_network(net)
             )
