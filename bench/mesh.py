@@ -49,8 +49,9 @@ METHOD = [
     f"Peak: `wrk -t1 -c{CONNS} -d10s --latency` per target, targets interleaved (order rotated), "
     "3 rounds, median "
     "req/s and median p50/p99. Added p99: `wrk -t1 -cN --latency -s paced.lua` where each "
-    f"connection waits {PACED_DELAY_MS} ms (Lua `delay()`) after each answer and N = R x "
-    f"{PACED_DELAY_MS + 0.5:g} ms, so the rate is about R = half nginx's median peak; p99 of "
+    f"connection waits {PACED_DELAY_MS} ms (Lua `delay()`) after each answer and N (the same "
+    "for every path) is calibrated by a 3 s run against direct so the rate is about R = half "
+    "nginx's median peak; p99 of "
     "each path minus p99 direct to one backend at the same rate. A path that cannot keep the "
     "rate within 10% fails the row; if even direct cannot, the client is the limit and the "
     "row is not measured.",
@@ -122,9 +123,8 @@ def wrk(url: str, seconds: int) -> dict[str, float]:
     }
 
 
-def paced(url: str, rate: float, seconds: int, script: Path) -> dict[str, float]:
-    """wrk at about ``rate`` req/s: each connection idles PACED_DELAY_MS between requests."""
-    conns = max(1, round(rate * (PACED_DELAY_MS + 0.5) / 1000))
+def paced(url: str, conns: int, seconds: int, script: Path) -> dict[str, float]:
+    """wrk with ``conns`` connections, each idling PACED_DELAY_MS between requests."""
     out = subprocess.run(
         ["wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency", "-s", str(script), url],
         capture_output=True,
@@ -160,12 +160,19 @@ def _paced_note(rate: float, paced: dict[str, dict[str, float]]) -> str:
 def _paced(
     targets: dict[str, str], rate: float, seconds: int, script: Path
 ) -> dict[str, dict[str, float]]:
+    """Every target at about ``rate`` req/s, with a connection count calibrated on direct.
+
+    Each connection sends one request per delay + latency; a short run against direct
+    corrects the first guess (latency 0.5 ms) for the latency this machine really has."""
+    guess = max(1, round(rate * (PACED_DELAY_MS + 0.5) / 1000))
+    probe = paced(targets["direct"], guess, 3, script)
+    conns = min(2 * guess, max(guess, round(guess * rate / max(probe["rps"], 1.0))))
     out: dict[str, dict[str, float]] = {}
     for name in ("direct", "nginx", "mesh-tcp", "mesh-http"):
-        out[name] = paced(targets[name], rate, seconds, script)
+        out[name] = paced(targets[name], conns, seconds, script)
         log(
-            f"mesh: paced wrk {name} at {rate:.0f}/s: got {out[name]['rps']:.0f}/s p99 "
-            f"{out[name]['p99']:.2f} ms"
+            f"mesh: paced wrk {name} at {rate:.0f}/s ({conns} conns): got "
+            f"{out[name]['rps']:.0f}/s p99 {out[name]['p99']:.2f} ms"
         )
     return out
 
