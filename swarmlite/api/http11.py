@@ -2,7 +2,8 @@
 
 The CLI makes a handful of requests per command, so a full client library is mostly
 start-up cost (aiohttp's import alone took 0.24 s of a 0.28 s CLI start here).
-Responses are parsed with ``httptools``; the node API frames every answer with a
+Concurrent requests each take a connection of their own. Responses are parsed with
+``httptools``; the node API frames every answer with a
 Content-Length or chunked encoding, so an answer that ends with the connection is
 incomplete. A request on a reused connection that the server had already closed, before
 any byte of the answer came back, is sent once more on a new connection.
@@ -65,21 +66,26 @@ class _Parsed:
         return out
 
 
+Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+MAX_IDLE = 8  # kept-alive connections kept for reuse
+
+
 class Http11Client:
+    """Safe for concurrent requests: each takes an idle kept-alive connection or opens
+    one, and gives it back when its answer is complete."""
+
     def __init__(self, base_url: str, ssl_context: ssl.SSLContext | None) -> None:
         parts = urlsplit(base_url)
         self.host = parts.hostname or "127.0.0.1"
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
         self._ssl = ssl_context if parts.scheme == "https" else None
         self._host_header = parts.netloc.encode()
-        self._conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        self._idle: list[Conn] = []
 
     async def close(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            conn[1].close()
-            with contextlib.suppress(OSError):  # ssl.SSLError is an OSError
-                await conn[1].wait_closed()
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            await _close(conn)
 
     async def request(
         self,
@@ -118,45 +124,71 @@ class Http11Client:
         elif method in ("POST", "PUT", "PATCH"):
             head.append(b"Content-Length: 0")
         message = b"\r\n".join([*head, b"", b""]) + (body or b"")
+        while True:
+            reused = bool(self._idle)
+            conn = self._idle.pop() if reused else await self._open()
+            parsed = _Parsed()
+            try:
+                got_any = await self._send(conn, message, parsed)
+                if not got_any and reused:
+                    await _close(conn)  # the server had closed it while idle: send again
+                    continue
+                while True:
+                    if parsed.headers_done and (parsed.chunks or parsed.complete):
+                        yield parsed.status, parsed.take()
+                    if parsed.complete:
+                        break
+                    await self._receive(conn, parsed)
+            except BaseException:
+                await _close(conn)
+                raise
+            if parsed.keep_alive and len(self._idle) < MAX_IDLE:
+                self._idle.append(conn)
+            else:
+                await _close(conn)
+            return
 
-        reused = self._conn is not None
-        reader, writer = await self._connection()
-        parsed = _Parsed()
-        received = False
+    async def _send(self, conn: Conn, message: bytes, parsed: _Parsed) -> bool:
+        """Write the request and read the first bytes of the answer; False: none came."""
+        reader, writer = conn
         try:
             writer.write(message)
             await writer.drain()
-            while not parsed.complete:
-                data = await reader.read(READ_CHUNK)
-                if not data:
-                    if reused and not received:
-                        # The kept-alive connection had been closed by the server.
-                        await self.close()
-                        async for item in self.stream(method, path, params=params, body=body,
-                                                      content_type=content_type):  # fmt: skip
-                            yield item
-                        return
-                    # The node API always frames its answers (length or chunked).
-                    raise IncompleteAnswer("the server closed the connection mid-answer")
-                received = True
-                parsed.parser.feed_data(data)
-                if parsed.headers_done and (parsed.chunks or parsed.complete):
-                    yield parsed.status, parsed.take()
-            if not parsed.keep_alive:
-                await self.close()
-        except (httptools.HttpParserError, BaseException) as exc:
-            await self.close()
-            if isinstance(exc, httptools.HttpParserError):
-                raise IncompleteAnswer(f"malformed answer from the server: {exc}") from None
-            raise
+        except ConnectionError:
+            return False
+        try:
+            data = await reader.read(READ_CHUNK)
+        except ConnectionError:
+            return False
+        if not data:
+            return False
+        _feed(parsed, data)
+        return True
 
-    async def _connection(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        if self._conn is None:
-            self._conn = await asyncio.open_connection(
-                self.host,
-                self.port,
-                ssl=self._ssl,
-                server_hostname=self.host if self._ssl is not None else None,
-                limit=READ_CHUNK,
-            )
-        return self._conn
+    async def _receive(self, conn: Conn, parsed: _Parsed) -> None:
+        data = await conn[0].read(READ_CHUNK)
+        if not data:  # the node API frames every answer (length or chunked)
+            raise IncompleteAnswer("the server closed the connection mid-answer")
+        _feed(parsed, data)
+
+    async def _open(self) -> Conn:
+        return await asyncio.open_connection(
+            self.host,
+            self.port,
+            ssl=self._ssl,
+            server_hostname=self.host if self._ssl is not None else None,
+            limit=READ_CHUNK,
+        )
+
+
+def _feed(parsed: _Parsed, data: bytes) -> None:
+    try:
+        parsed.parser.feed_data(data)
+    except httptools.HttpParserError as exc:
+        raise IncompleteAnswer(f"malformed answer from the server: {exc}") from None
+
+
+async def _close(conn: Conn) -> None:
+    conn[1].close()
+    with contextlib.suppress(OSError):  # ssl.SSLError is an OSError
+        await conn[1].wait_closed()

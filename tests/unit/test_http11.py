@@ -82,6 +82,25 @@ async def test_requests_reuse_one_kept_alive_connection(serve: Callable[..., Any
     assert srv.requests[3].endswith(b'Content-Length: 7\r\n\r\n{"n":1}')
 
 
+async def test_concurrent_requests_each_get_a_connection(serve: Callable[..., Any]) -> None:
+    async def slow_keep_alive(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            srv.requests.append(await _read_request(reader))
+            await asyncio.sleep(0.05)  # overlapping requests must not share a connection
+            writer.write(OK)
+
+    srv = await serve(slow_keep_alive)
+    client = Http11Client(f"http://127.0.0.1:{srv.port}", None)
+    try:
+        answers = await asyncio.gather(*(client.request("GET", f"/{i}") for i in range(12)))
+        assert [a.body for a in answers] == [b"{}"] * 12
+        assert srv.connections == 12
+        await client.request("GET", "/again")  # an idle one is reused
+        assert srv.connections == 12
+    finally:
+        await client.close()
+
+
 async def test_a_kept_alive_connection_the_server_closed_is_replaced(
     serve: Callable[..., Any],
 ) -> None:
