@@ -81,8 +81,8 @@ class DockerRuntime:
         self.files = TaskFiles(node_id)
         self.docker_host = docker_host or os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
         self._workers = workers
-        # Each task start holds a thread through create, start and inspect; with fewer
-        # threads than tasks in a deploy, later creates queue behind slow starts.
+        # A deploy of N replicas issues N creates, then N starts, at once; with fewer
+        # threads the later ones queue behind the engine's slowest calls.
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="docker")
         self._client_lock = threading.Lock()
         self._api: docker.APIClient | None = None
