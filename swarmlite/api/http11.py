@@ -88,39 +88,28 @@ class Http11Client:
             await _close(conn)
 
     async def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Mapping[str, str] | None = None,
+        self, method: str, path: str, *, params: Mapping[str, str] | None = None,
         body: bytes | None = None,
-        content_type: str = "application/json",
-    ) -> Answer:
+    ) -> Answer:  # fmt: skip
         """Send one request and read its whole answer."""
         chunks: list[bytes] = []
         status = 0
-        async for got, chunk in self.stream(method, path, params=params, body=body,
-                                            content_type=content_type):  # fmt: skip
+        async for got, chunk in self.stream(method, path, params=params, body=body):
             status = got
             chunks.append(chunk)
         return Answer(status, b"".join(chunks))
 
     async def stream(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Mapping[str, str] | None = None,
+        self, method: str, path: str, *, params: Mapping[str, str] | None = None,
         body: bytes | None = None,
-        content_type: str = "application/json",
-    ) -> AsyncGenerator[tuple[int, bytes], None]:
+    ) -> AsyncGenerator[tuple[int, bytes], None]:  # fmt: skip
         """Send one request; yield ``(status, body chunk)`` as the answer arrives.
 
         The first item may carry an empty chunk (the head came before any body)."""
         target = path + ("?" + urlencode(dict(params)) if params else "")
         head = [f"{method} {target} HTTP/1.1".encode(), b"Host: " + self._host_header]
         if body is not None:
-            head += [f"Content-Type: {content_type}".encode(), b"Content-Length: %d" % len(body)]
+            head += [b"Content-Type: application/json", b"Content-Length: %d" % len(body)]
         elif method in ("POST", "PUT", "PATCH"):
             head.append(b"Content-Length: 0")
         message = b"\r\n".join([*head, b"", b""]) + (body or b"")
@@ -154,9 +143,6 @@ class Http11Client:
         try:
             writer.write(message)
             await writer.drain()
-        except ConnectionError:
-            return False
-        try:
             data = await reader.read(READ_CHUNK)
         except ConnectionError:
             return False
