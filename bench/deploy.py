@@ -1,19 +1,24 @@
 """deploy: 20 replicas of demo-web, from nothing to all healthy (and, for swarmlite, routed).
 
-Three contenders, interleaved, median of 3 runs (1 with --quick):
-  swarmlite     ``swarmlite deploy`` of a compose file with a published port;
-  docker (limit) the same 20 containers created and started by the Docker SDK in 20
-                threads, no orchestrator;
-  Docker Swarm  ``docker stack deploy --resolve-image never`` of the same service.
-All three use the same healthcheck (demo-web's /health over nc, interval 1 s). One
-observer times all three: the Docker API's count of running+healthy containers.
+Contenders, interleaved, median of 3 runs (1 with --quick):
+  swarmlite       ``swarmlite deploy`` of a compose file with a published port;
+  limit           the same 20 containers created and started by the Docker SDK in 20
+                  threads, no orchestrator: a network of their own (as a stack gets),
+                  attached at create, DNS at its gateway;
+  limit (bridge)  the same, on Docker's default bridge (no network to set up);
+  docker-compose  ``docker-compose up -d`` of the same service (it creates a network too);
+  Docker Swarm    ``docker stack deploy --resolve-image never`` of the same service.
+All use the same healthcheck (demo-web's /health over nc, interval 1 s). One observer
+times them all: the Docker API's count of running+healthy containers.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import time
+from typing import Any
 
 import docker
 
@@ -33,6 +38,9 @@ from bench.common import (
     not_measured,
     runs_text,
 )
+from bench.common import (
+    run as run_cmd,
+)
 
 NAME = "deploy"
 TITLE = "Deploy 20 replicas until all are routable"
@@ -51,7 +59,12 @@ METHOD = [
     "**Routable** (swarmlite only): 20 distinct hostnames answered `GET /` at the mesh's "
     f"published port {PORT}.",
     "Limit: the same 20 containers created and started through the Docker SDK in 20 threads, no "
-    "orchestrator. "
+    "orchestrator, attached like swarmlite's to a bridge network of their own (created inside the "
+    "timed window, as a stack's is) with DNS at its gateway. Limit (bridge): the same on Docker's "
+    "default bridge, which has no network to set up and no embedded DNS; on this machine that "
+    "alone starts 20 containers about 1 s sooner. "
+    "docker-compose: `docker-compose up -d` of the same service (`deploy.replicas: 20`, no "
+    "published port), timed to healthy. "
     "Swarm: `docker stack deploy --resolve-image never`, `endpoint_mode: dnsrr`, no published port "
     "(no IPVS here, and 20 host-mode ports on one node would collide), so Swarm is timed to "
     "healthy only.",
@@ -75,6 +88,16 @@ def swarmlite_compose() -> str:
         "services:\n  web:\n"
         f"    image: {IMAGE}\n"
         f'    ports:\n      - "{PORT}:8080"\n'
+        + _healthcheck_yaml("    ")
+        + f"    deploy:\n      replicas: {REPLICAS}\n"
+    )
+
+
+def plain_compose() -> str:
+    """For docker-compose: no published port (20 replicas on one host port would collide)."""
+    return (
+        "services:\n  web:\n"
+        f"    image: {IMAGE}\n"
         + _healthcheck_yaml("    ")
         + f"    deploy:\n      replicas: {REPLICAS}\n"
     )
@@ -129,10 +152,12 @@ def run_swarmlite(bench: Bench, i: int) -> tuple[float, float | None]:
         bench.sl_remove(stack)
 
 
-def run_limit(bench: Bench, i: int) -> tuple[float, float | None]:
+def run_limit(bench: Bench, i: int, *, own_network: bool = True) -> tuple[float, float | None]:
     from bench.common import docker_client
 
-    label = f"swarmlite-bench.deploy=limit{i}"
+    kind = "limit" if own_network else "bridge"
+    label = f"swarmlite-bench.deploy={kind}{i}"
+    net_name = f"bdl{i}{bench.run_id}"
     clients = [docker_client() for _ in range(REPLICAS)]
     errors: list[BaseException] = []
     healthcheck = {
@@ -141,13 +166,15 @@ def run_limit(bench: Bench, i: int) -> tuple[float, float | None]:
         "timeout": HEALTH_TIMEOUT_S * 1_000_000_000,
         "retries": HEALTH_RETRIES,
     }
+    attach: dict[str, Any] = {}
 
     def one(api: docker.APIClient) -> None:
         try:
             c = api.create_container(
                 IMAGE,
-                labels={"swarmlite-bench.deploy": f"limit{i}"},
+                labels={"swarmlite-bench.deploy": f"{kind}{i}"},
                 healthcheck=healthcheck,
+                **attach,
             )
             api.start(c["Id"])
         except BaseException as exc:  # reported after the join
@@ -156,6 +183,15 @@ def run_limit(bench: Bench, i: int) -> tuple[float, float | None]:
     threads = [threading.Thread(target=one, args=(c,)) for c in clients]
     t0 = time.perf_counter()
     try:
+        if own_network:
+            net = bench.api.create_network(
+                net_name, driver="bridge", labels={"swarmlite-bench": "1"}
+            )
+            ipam = bench.api.inspect_network(net["Id"])["IPAM"]["Config"][0]
+            attach["host_config"] = bench.api.create_host_config(
+                network_mode=net_name, dns=[ipam["Gateway"]]
+            )
+            attach["networking_config"] = {"EndpointsConfig": {net_name: {}}}
         for t in threads:
             t.start()
         for t in threads:
@@ -166,8 +202,27 @@ def run_limit(bench: Bench, i: int) -> tuple[float, float | None]:
     finally:
         for c in bench.api.containers(all=True, filters={"label": label}):
             bench.api.remove_container(c["Id"], force=True, v=True)
+        if own_network:
+            for n in bench.api.networks(names=[net_name]):
+                bench.api.remove_network(n["Id"])
         for c in clients:
             c.close()
+
+
+def run_limit_bridge(bench: Bench, i: int) -> tuple[float, float | None]:
+    return run_limit(bench, i, own_network=False)
+
+
+def run_compose(bench: Bench, i: int) -> tuple[float, float | None]:
+    project = f"bdc{i}{bench.run_id}"
+    compose = bench.write("deploy-compose.yml", plain_compose())
+    cmd = ["docker-compose", "--project-name", project, "--file", str(compose)]
+    t0 = time.perf_counter()
+    try:
+        run_cmd([*cmd, "up", "--detach"], timeout=TIMEOUT)
+        return _wait_healthy(bench, f"com.docker.compose.project={project}", t0)
+    finally:
+        run_cmd([*cmd, "down", "--volumes", "--timeout", "1"], timeout=TIMEOUT, check=False)
 
 
 def run_swarm(bench: Bench, i: int) -> tuple[float, float | None]:
@@ -183,7 +238,16 @@ def run_swarm(bench: Bench, i: int) -> tuple[float, float | None]:
 
 def run(bench: Bench) -> ScenarioResult:
     rounds = 1 if bench.quick else 3
-    contenders = {"swarmlite": run_swarmlite, "limit": run_limit}
+    contenders = {
+        "swarmlite": run_swarmlite,
+        "limit": run_limit,
+        "bridge": run_limit_bridge,
+    }
+    compose_reason = ""
+    if shutil.which("docker-compose"):
+        contenders["compose"] = run_compose
+    else:
+        compose_reason = "docker-compose is not installed"
     swarm_reason = ""
     if bench.swarm.ensure():
         contenders["swarm"] = run_swarm
@@ -216,19 +280,19 @@ def run(bench: Bench) -> ScenarioResult:
 
     result = ScenarioResult(NAME, TITLE, METHOD)
     result.notes += failures
-    lim = median(healthy["limit"]) if healthy["limit"] else None
-    sw = median(healthy["swarm"]) if healthy.get("swarm") else None
+
+    def med(name: str) -> float | None:
+        return median(healthy[name]) if healthy.get(name) else None
+
+    lim, bridge, dc, sw = med("limit"), med("bridge"), med("compose"), med("swarm")
     sl_r = median(routed) if routed else None
-    sl_h = median(healthy["swarmlite"]) if healthy["swarmlite"] else None
+    sl_h = med("swarmlite")
+    labels = {"limit": "limit", "bridge": "limit (bridge)", "compose": "docker-compose"}
     result.notes.append(
-        "runs (s): swarmlite routable ["
-        + runs_text(routed)
-        + "], swarmlite healthy ["
-        + runs_text(healthy["swarmlite"])
-        + "], limit ["
-        + runs_text(healthy["limit"])
-        + "]"
-        + (", swarm [" + runs_text(healthy["swarm"]) + "]" if "swarm" in healthy else "")
+        f"runs (s): swarmlite routable [{runs_text(routed)}], "
+        + ", ".join(
+            f"{labels.get(name, name)} [{runs_text(values)}]" for name, values in healthy.items()
+        )
     )
 
     def row(
@@ -250,34 +314,23 @@ def run(bench: Bench) -> ScenarioResult:
         if limit_ratio is not None:
             ok = ratio < limit_ratio if strict else ratio <= limit_ratio
             verdict = "PASS" if ok else "MISS"
+            # A run that never became routable is a miss, whatever the other runs' median says.
+            if sl_failed:
+                verdict = (
+                    f"MISS ({sl_failed} of {rounds} swarmlite runs not routable in {TIMEOUT:.0f} s)"
+                )
         return Row(
             metric, fmt_s(mine), f"{ref_name} {fmt_s(ref)}", f"{ratio:.2f}x", target, verdict
         )
 
     sl_failed = sum(1 for f in failures if f.startswith("swarmlite"))
-
-    def row_sl(r: Row) -> Row:
-        # A run that never became routable is a miss, whatever the other runs' median says.
-        if sl_failed and r.verdict in ("PASS", "MISS"):
-            r.verdict = (
-                f"MISS ({sl_failed} of {rounds} swarmlite runs not routable in {TIMEOUT:.0f} s)"
-            )
-        return r
-
-    result.rows.append(
-        row(
-            "routable (swarmlite) vs healthy (limit)",
-            sl_r,
-            "docker SDK, 20 threads",
-            lim,
-            "<= 1.3x",
-            1.3,
-            False,
-        )
+    limit_name = "docker SDK, 20 threads, own network"
+    rows = result.rows
+    rows.append(
+        row("routable (swarmlite) vs healthy (limit)", sl_r, limit_name, lim, "<= 1.3x", 1.3, False)
     )
-    result.rows[-1] = row_sl(result.rows[-1])
     if "swarm" in healthy:
-        result.rows.append(
+        rows.append(
             row(
                 "routable (swarmlite) vs healthy (Swarm)",
                 sl_r,
@@ -288,12 +341,8 @@ def run(bench: Bench) -> ScenarioResult:
                 True,
             )
         )
-        result.rows[-1] = row_sl(result.rows[-1])
-        result.rows.append(
-            row("healthy vs healthy (Swarm)", sl_h, "docker stack deploy", sw, "-", None, False)
-        )
     else:
-        result.rows.append(
+        rows.append(
             Row(
                 "routable (swarmlite) vs healthy (Swarm)",
                 fmt_s(sl_r),
@@ -303,7 +352,43 @@ def run(bench: Bench) -> ScenarioResult:
                 f"not measured: {swarm_reason}",
             )
         )
-    result.rows.append(
-        row("healthy vs healthy (limit)", sl_h, "docker SDK, 20 threads", lim, "-", None, False)
+    if "compose" in healthy:
+        rows.append(
+            row(
+                "routable (swarmlite) vs healthy (docker-compose)",
+                sl_r,
+                "docker-compose up",
+                dc,
+                "-",
+                None,
+                False,
+            )
+        )
+    else:
+        rows.append(
+            Row(
+                "routable (swarmlite) vs healthy (docker-compose)",
+                fmt_s(sl_r),
+                "docker-compose",
+                "-",
+                "-",
+                f"not measured: {compose_reason}",
+            )
+        )
+    rows.append(row("healthy vs healthy (limit)", sl_h, limit_name, lim, "-", None, False))
+    if "swarm" in healthy:
+        rows.append(
+            row("healthy vs healthy (Swarm)", sl_h, "docker stack deploy", sw, "-", None, False)
+        )
+    rows.append(
+        row(
+            "routable (swarmlite) vs healthy (limit on the default bridge)",
+            sl_r,
+            "docker SDK, 20 threads, default bridge",
+            bridge,
+            "-",
+            None,
+            False,
+        )
     )
     return result
