@@ -83,21 +83,14 @@ def _healthcheck_yaml(indent: str) -> str:
     )
 
 
-def swarmlite_compose() -> str:
+def swarmlite_compose(*, published: bool = True) -> str:
+    """The service; without ``published`` (docker-compose), no host port: 20 replicas
+    on one host port would collide."""
+    ports = f'    ports:\n      - "{PORT}:8080"\n' if published else ""
     return (
         "services:\n  web:\n"
         f"    image: {IMAGE}\n"
-        f'    ports:\n      - "{PORT}:8080"\n'
-        + _healthcheck_yaml("    ")
-        + f"    deploy:\n      replicas: {REPLICAS}\n"
-    )
-
-
-def plain_compose() -> str:
-    """For docker-compose: no published port (20 replicas on one host port would collide)."""
-    return (
-        "services:\n  web:\n"
-        f"    image: {IMAGE}\n"
+        + ports
         + _healthcheck_yaml("    ")
         + f"    deploy:\n      replicas: {REPLICAS}\n"
     )
@@ -215,7 +208,7 @@ def run_limit_bridge(bench: Bench, i: int) -> tuple[float, float | None]:
 
 def run_compose(bench: Bench, i: int) -> tuple[float, float | None]:
     project = f"bdc{i}{bench.run_id}"
-    compose = bench.write("deploy-compose.yml", plain_compose())
+    compose = bench.write("deploy-compose.yml", swarmlite_compose(published=False))
     cmd = ["docker-compose", "--project-name", project, "--file", str(compose)]
     t0 = time.perf_counter()
     try:
