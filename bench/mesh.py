@@ -51,10 +51,10 @@ METHOD = [
     "req/s and median p50/p99. Added p99: `wrk -t1 -cN --latency -s paced.lua` where each "
     f"connection waits {PACED_DELAY_MS} ms (Lua `delay()`) after each answer and N (the same "
     "for every path) is calibrated by a 3 s run against direct so the rate is about R = half "
-    "nginx's median peak; p99 of "
-    "each path minus p99 direct to one backend at the same rate. A path that cannot keep the "
-    "rate within 10% fails the row; if even direct cannot, the client is the limit and the "
-    "row is not measured.",
+    "nginx's median peak; the 4 paths run in the same rotated order for the same number of "
+    "rounds, and the added p99 is the median over rounds of each path's p99 minus direct's "
+    "p99 (one backend) in the same round. A path that cannot keep the rate within 10% fails "
+    "the row; if even direct cannot, the client is the limit and the row is not measured.",
     "Everything (wrk, proxies, 3 backends) shares this 2-core machine, so ratios, not absolute "
     "numbers, are the result.",
 ]
@@ -148,33 +148,80 @@ def _answers_ok(port: int) -> bool:
     return http_get(port) == "ok"
 
 
-def _paced_note(rate: float, paced: dict[str, dict[str, float]]) -> str:
-    conns = int(next(iter(paced.values()))["conns"])
-    return f"wrk paced at {rate:.0f} req/s ({conns} connections): " + "; ".join(
-        f"{n} got {v['rps']:.0f} req/s, p99 {v['p99']:.2f} ms"
-        + (" (errors)" if v["errors"] else "")
-        for n, v in paced.items()
+def _paced_note(rate: float, rounds: list[dict[str, dict[str, float]]]) -> str:
+    conns = int(next(iter(rounds[0].values()))["conns"])
+    names = list(rounds[0])
+    return f"wrk paced at {rate:.0f} req/s ({conns} connections), per round: " + "; ".join(
+        f"{n} got [{', '.join(format(r[n]['rps'], '.0f') for r in rounds)}] req/s, "
+        f"p99 [{', '.join(format(r[n]['p99'], '.2f') for r in rounds)}] ms"
+        + (" (errors)" if any(r[n]["errors"] for r in rounds) else "")
+        for n in names
     )
 
 
 def _paced(
-    targets: dict[str, str], rate: float, seconds: int, script: Path
-) -> dict[str, dict[str, float]]:
-    """Every target at about ``rate`` req/s, with a connection count calibrated on direct.
+    targets: dict[str, str], rate: float, seconds: int, rounds: int, script: Path
+) -> list[dict[str, dict[str, float]]]:
+    """Every target at about ``rate`` req/s, ``rounds`` times, order rotated each round.
 
-    Each connection sends one request per delay + latency; a short run against direct
-    corrects the first guess (latency 0.5 ms) for the latency this machine really has."""
+    The connection count is calibrated on direct: each connection sends one request per
+    delay + latency, and a short run against direct corrects the first guess (latency
+    0.5 ms) for the latency this machine really has."""
     guess = max(1, round(rate * (PACED_DELAY_MS + 0.5) / 1000))
     probe = paced(targets["direct"], guess, 3, script)
     conns = min(2 * guess, max(guess, round(guess * rate / max(probe["rps"], 1.0))))
-    out: dict[str, dict[str, float]] = {}
-    for name in ("direct", "nginx", "mesh-tcp", "mesh-http"):
-        out[name] = paced(targets[name], conns, seconds, script)
-        log(
-            f"mesh: paced wrk {name} at {rate:.0f}/s ({conns} conns): got "
-            f"{out[name]['rps']:.0f}/s p99 {out[name]['p99']:.2f} ms"
-        )
+    names = ["direct", "nginx", "mesh-tcp", "mesh-http"]
+    out: list[dict[str, dict[str, float]]] = []
+    for r in range(rounds):
+        got: dict[str, dict[str, float]] = {}
+        for name in names[r % 4 :] + names[: r % 4]:
+            got[name] = paced(targets[name], conns, seconds, script)
+            log(
+                f"mesh: paced wrk {name} round {r + 1} at {rate:.0f}/s ({conns} conns): got "
+                f"{got[name]['rps']:.0f}/s p99 {got[name]['p99']:.2f} ms"
+            )
+        out.append({n: got[n] for n in names})
     return out
+
+
+def _added_p99_rows(
+    result: ScenarioResult, rate: float, rounds: list[dict[str, dict[str, float]]], label: str
+) -> bool:
+    """Rows for the added p99 of each mesh path at ``rate``; False if the client was the limit.
+
+    Each round's added p99 is the path's p99 minus direct's p99 in the same round (the
+    machine's load drifts between rounds); the row reports the median over rounds."""
+    info = label != "half nginx peak"
+    direct_rps = median([r["direct"]["rps"] for r in rounds])
+    base = median([r["direct"]["p99"] for r in rounds])
+    client_bound = direct_rps < 0.9 * rate
+    for proto, name in (("TCP", "mesh-tcp"), ("http", "mesh-http")):
+        added = median([r[name]["p99"] - r["direct"]["p99"] for r in rounds])
+        nginx_added = median([r["nginx"]["p99"] - r["direct"]["p99"] for r in rounds])
+        p99 = median([r[name]["p99"] for r in rounds])
+        rps = median([r[name]["rps"] for r in rounds])
+        if info:
+            verdict = "-"
+        elif client_bound:
+            verdict = (
+                f"not measured: wrk paced direct at only {direct_rps:.0f} of "
+                f"{rate:.0f} req/s: the client, not the path, is the limit"
+            )
+        elif rps < 0.9 * rate:
+            verdict = f"MISS: kept only {rps:.0f} of {rate:.0f} req/s"
+        else:
+            verdict = "PASS" if added < 2.0 else "MISS"
+        result.rows.append(
+            Row(
+                f"{proto} added p99 at {label}" + (" (info)" if info else ""),
+                f"p99 {p99:.2f} ms ({added:+.2f})",
+                f"direct p99 {base:.2f} ms; nginx {nginx_added:+.2f}",
+                "-",
+                "(< 2 ms)" if info else "< 2 ms",
+                verdict,
+            )
+        )
+    return not client_bound
 
 
 def run(bench: Bench) -> ScenarioResult:
@@ -287,54 +334,11 @@ def _measure(bench: Bench, direct_ip: str) -> ScenarioResult:
 
     script = bench.write("paced.lua", f"function delay()\n  return {PACED_DELAY_MS}\nend\n")
     rate = ng / 2
-    at_half = _paced(targets, rate, seconds, script)
+    at_half = _paced(targets, rate, seconds, rounds, script)
     result.notes.append(_paced_note(rate, at_half))
-    # Direct to one backend is the client's own limit; a slower path is the path's.
-    client_bound = at_half["direct"]["rps"] < 0.9 * rate
-    base = at_half["direct"]["p99"]
-    for metric, name in (
-        ("TCP added p99 at half nginx peak", "mesh-tcp"),
-        ("http added p99 at half nginx peak", "mesh-http"),
-    ):
-        got = at_half[name]
-        added = got["p99"] - base
-        if client_bound:
-            verdict = (
-                f"not measured: wrk paced direct at only {at_half['direct']['rps']:.0f} of "
-                f"{rate:.0f} req/s: the client, not the path, is the limit"
-            )
-        elif got["rps"] < 0.9 * rate:
-            verdict = f"MISS: kept only {got['rps']:.0f} of {rate:.0f} req/s"
-        else:
-            verdict = "PASS" if added < 2.0 else "MISS"
-        result.rows.append(
-            Row(
-                metric,
-                f"p99 {got['p99']:.2f} ms ({added:+.2f})",
-                f"direct p99 {base:.2f} ms; nginx {at_half['nginx']['p99'] - base:+.2f}",
-                "-",
-                "< 2 ms",
-                verdict,
-            )
-        )
-    if client_bound:
+    if not _added_p99_rows(result, rate, at_half, "half nginx peak"):
         low = rate / 4
-        slow = _paced(targets, low, seconds, script)
+        slow = _paced(targets, low, seconds, rounds, script)
         result.notes.append(_paced_note(low, slow))
-        lbase = slow["direct"]["p99"]
-        for metric, name in (
-            ("TCP added p99 at 1/8 nginx peak (info)", "mesh-tcp"),
-            ("http added p99 at 1/8 nginx peak (info)", "mesh-http"),
-        ):
-            added = slow[name]["p99"] - lbase
-            result.rows.append(
-                Row(
-                    metric,
-                    f"p99 {slow[name]['p99']:.2f} ms ({added:+.2f})",
-                    f"direct p99 {lbase:.2f} ms; nginx {slow['nginx']['p99'] - lbase:+.2f}",
-                    "-",
-                    "(< 2 ms)",
-                    "-",
-                )
-            )
+        _added_p99_rows(result, low, slow, "1/8 nginx peak")
     return result

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -108,6 +109,9 @@ class Daemon:
         stack = contextlib.AsyncExitStack()
         try:
             await self._start(stack)
+            # What start-up built lives as long as the daemon: freezing it keeps it out of
+            # every later full collection, a pause of ~15 ms that proxied requests would wait.
+            gc.freeze()
             log.info("node=%s ready: api=%s", self.config.node_id[:12], self.config.api_url)
             await self._stopping.wait()
             log.info("stopping node=%s", self.config.node_id[:12])

@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable, Sequence
 import msgspec
 
 from swarmlite.agent.containers import ContainerInfo
+from swarmlite.agent.docker_streams import RuntimeEvent
 from swarmlite.agent.observe import DRAIN_DELAY, Action, decide, drain_waits, observed_status
 from swarmlite.agent.runtime import DockerRuntime
 from swarmlite.errors import RuntimeFailure, SwarmliteError
@@ -131,7 +132,7 @@ class TaskRunner:
                 current = self._containers.get(event.task_id)
                 if current is not None and current.id == event.container_id:
                     del self._containers[event.task_id]
-            else:
+            elif not self._absorb(event):
                 try:
                     info = await self._runtime.inspect(event.container_id)
                 except SwarmliteError as exc:
@@ -144,19 +145,41 @@ class TaskRunner:
                     self._containers[info.task_id] = info
             self._dirty.set()
 
+    def _absorb(self, event: RuntimeEvent) -> bool:
+        """Take in what the event says without an inspect; False if one is needed.
+
+        Events are handled one at a time, and the engine answers an inspect of a
+        container that is being started only once the start is done: a deploy's 20
+        creates, starts and health events would queue behind each other."""
+        if event.action in ("create", "start") and event.task_id in self._busy:
+            return True  # the task's own _start reads the container once it started
+        if event.action != "health_status":
+            return False
+        current = self._containers.get(event.task_id)
+        if current is None or current.id != event.container_id or current.state != "running":
+            return False
+        self._containers[event.task_id] = msgspec.structs.replace(current, health=event.health)
+        return True
+
     def _recheck_later(self, task: Task, container: ContainerInfo) -> None:
-        """Read a starting container again after one healthcheck interval.
+        """Read a starting container again once its first check must have ended.
 
         Docker's health events are the primary signal; this bounded re-read, only
         while a task waits for its first healthy check, covers an event that was lost.
+        Not sooner: a re-read racing each first health event would double the engine's
+        work while a deploy starts many containers.
         """
-        if task.id in self._rechecks or task.spec.healthcheck is None:
+        check = task.spec.healthcheck
+        if task.id in self._rechecks or check is None:
             return
-        delay = max(1.0, task.spec.healthcheck.interval)
+        delay = max(1.0, check.interval + min(check.timeout, check.interval))
 
         async def recheck() -> None:
             try:
                 await asyncio.sleep(delay)
+                seen = self._containers.get(task.id)
+                if seen is None or seen.id != container.id or seen.health != "starting":
+                    return  # its health event came (or the container is gone)
                 info = await self._runtime.inspect(container.id)
                 current = self._containers.get(task.id)
                 if (
@@ -250,13 +273,15 @@ class TaskRunner:
             self._report(
                 task.id, _status(TaskState.STARTING, "starting", container_id=container_id)
             )
-            await self._runtime.start(container_id)
-            info = await self._runtime.inspect(container_id)
-            current = self._containers.get(task.id)
-            # The event stream may already have recorded a newer view (say, healthy):
-            # a read that started earlier must not overwrite it.
-            if info is not None and (current is None or current.id != info.id):
-                self._containers[task.id] = info
+            # Its create and start events are not inspected (``_absorb``): read it here,
+            # also when the start failed, so that container is known and gets removed.
+            try:
+                await self._runtime.start(container_id)
+            except SwarmliteError:
+                with contextlib.suppress(SwarmliteError):
+                    await self._read_started(task, container_id)
+                raise
+            await self._read_started(task, container_id)
         except KeyError as exc:
             self._report(
                 task.id, _status(TaskState.REJECTED, "rejected", err=f"network {exc} unknown")
@@ -267,6 +292,14 @@ class TaskRunner:
             self._report(task.id, _status(state, state.label, err=str(exc)))
         except SwarmliteError as exc:
             self._report(task.id, _status(TaskState.FAILED, "failed", err=str(exc)))
+
+    async def _read_started(self, task: Task, container_id: str) -> None:
+        info = await self._runtime.inspect(container_id)
+        current = self._containers.get(task.id)
+        # The event stream may already have recorded a newer view (say, healthy):
+        # a read that started earlier must not overwrite it.
+        if info is not None and (current is None or current.id != info.id):
+            self._containers[task.id] = info
 
     async def _drain(self, task: Task) -> None:
         """Let the meshes stop sending to a task that was routed, and its requests end."""

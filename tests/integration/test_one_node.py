@@ -108,6 +108,47 @@ def test_killed_container_is_replaced(node: SwarmNode, tmp_path: Path) -> None:
     node.cli("service", "rm", "heal_web")
 
 
+NO_START = """
+services:
+  broken:
+    image: swarmlite/busybox:1
+    command: ["/no/such/binary"]
+    deploy:
+      restart_policy:
+        condition: none
+"""
+
+
+def test_container_that_cannot_start_fails_and_is_removed(node: SwarmNode, tmp_path: Path) -> None:
+    """Docker creates the container but cannot start it: the task fails with Docker's
+    reason, and the created container is still known to the agent, so it goes with the
+    service."""
+    node.deploy(write(tmp_path, NO_START), "nostart")
+
+    def failed() -> list[dict[str, object]]:
+        return [
+            t
+            for t in node.tasks("nostart_broken")
+            if t["status"]["state"] == 8 and "/no/such/binary" in (t["status"].get("err") or "")
+        ]
+
+    wait_until(failed, timeout=30, what="the task failed with the start error")
+    ps = node.cli("service", "ps", "--no-trunc", "nostart_broken").stdout
+    assert "/no/such/binary" in ps
+
+    def all_containers() -> list[str]:
+        return subprocess.run(
+            ["docker", "ps", "-aq", "--filter", "label=swarmlite.service=nostart_broken"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+
+    assert len(all_containers()) == 1  # created, never started
+    assert node.cli("service", "rm", "nostart_broken").returncode == 0
+    wait_until(lambda: not all_containers(), timeout=30, what="the unstarted container removed")
+
+
 def test_sigkilled_daemon_adopts_its_containers(node: SwarmNode, tmp_path: Path) -> None:
     node.deploy(write(tmp_path, WEB.format(message="a", port=18182, replicas=3)), "adopt")
     node.wait_running("adopt_web", 3)
