@@ -37,6 +37,9 @@ HTTP_PORT = 18411
 NGINX_PORT = 18412
 CONNS = 32
 PACED_DELAY_MS = 10
+# Idle upstream connections nginx keeps: above the paced run's ~260 client connections
+# (as the mesh's pool, 128 per backend), so nginx is not timed opening new ones.
+NGINX_KEEPALIVE = 512
 
 METHOD = [
     "Backends: 3 replicas of `swarmlite/nginx:1` (1 worker, fixed `ok`), published by swarmlite "
@@ -45,7 +48,8 @@ METHOD = [
     "host process, "
     "`worker_processes 1` (the mesh runs one event loop), round-robin `proxy_pass` to the same 3 "
     "container IPs, "
-    "upstream `keepalive 64`, HTTP/1.1. Direct: wrk to one backend container's IP.",
+    f"upstream `keepalive {NGINX_KEEPALIVE}` (more than the paced run's connections), "
+    "HTTP/1.1. Direct: wrk to one backend container's IP.",
     f"Peak: `wrk -t1 -c{CONNS} -d10s --latency` per target, targets interleaved (order rotated), "
     "3 rounds, median "
     "req/s and median p50/p99. Added p99: `wrk -t1 -cN --latency -s paced.lua` where each "
@@ -85,7 +89,7 @@ def nginx_conf(tmp: Path, ips: list[str]) -> str:
         + temp
         + "    upstream backends {\n"
         + servers
-        + "        keepalive 64;\n    }\n"
+        + f"        keepalive {NGINX_KEEPALIVE};\n    }}\n"
         f"    server {{\n        listen 127.0.0.1:{NGINX_PORT};\n"
         "        location / {\n            proxy_pass http://backends;\n"
         '            proxy_http_version 1.1;\n            proxy_set_header Connection "";\n'
