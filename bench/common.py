@@ -303,6 +303,26 @@ class Bench:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
+def _cpu_times() -> tuple[int, int]:
+    """(idle, total) jiffies of all CPUs, from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return fields[3] + fields[4], sum(fields)  # idle + iowait
+
+
+def settle(idle_share: float = 0.8, window: float = 0.5, limit: float = 15.0) -> float:
+    """Wait until the CPUs were at least ``idle_share`` idle over one ``window``, so a
+    timed run does not pay for the previous run's clean-up (Docker removing containers
+    and networks in the background). Gives up after ``limit`` s; returns the wait."""
+    start = time.monotonic()
+    while time.monotonic() - start < limit:
+        idle0, total0 = _cpu_times()
+        time.sleep(window)
+        idle1, total1 = _cpu_times()
+        if total1 > total0 and (idle1 - idle0) / (total1 - total0) >= idle_share:
+            break
+    return time.monotonic() - start
+
+
 def loadavg() -> str:
     """The 1-minute load average: others share this machine, and this says how much."""
     try:
