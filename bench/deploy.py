@@ -1,6 +1,6 @@
 """deploy: 20 replicas of demo-web, from nothing to all healthy (and, for swarmlite, routed).
 
-Contenders, interleaved, median of 3 runs (1 with --quick):
+Contenders, interleaved, median of 5 runs (1 with --quick):
   swarmlite       ``swarmlite deploy`` of a compose file with a published port;
   limit           the same 20 containers created and started by the Docker SDK in 20
                   threads, no orchestrator: a network of their own (as a stack gets),
@@ -69,9 +69,10 @@ METHOD = [
     "Swarm: `docker stack deploy --resolve-image never`, `endpoint_mode: dnsrr`, no published port "
     "(no IPVS here, and 20 host-mode ports on one node would collide), so Swarm is timed to "
     "healthy only.",
-    "Runs interleaved (order rotated each round), median reported; stacks removed between runs, "
-    "untimed, and each run starts once the CPUs were at least 80% idle for 0.5 s (at most 15 s "
-    "of waiting), so no run pays for the clean-up Docker still does after the previous one.",
+    "Runs interleaved (5 rounds, order rotated each round), median reported; stacks removed "
+    "between runs, untimed, and each run starts once the CPUs were at least 80% idle for "
+    "0.5 s (at most 15 s of waiting), so no run pays for the clean-up Docker still does after "
+    "the previous one.",
 ]
 
 
@@ -233,7 +234,7 @@ def run_swarm(bench: Bench, i: int) -> tuple[float, float | None]:
 
 
 def run(bench: Bench) -> ScenarioResult:
-    rounds = 1 if bench.quick else 3
+    rounds = 1 if bench.quick else 5  # 5: single runs here spread over ~1.5 s
     contenders = {
         "swarmlite": run_swarmlite,
         "limit": run_limit,
