@@ -151,14 +151,7 @@ def remove_network(api: docker.APIClient, name: str) -> bool:
         log.info("network=%s kept: containers %s reference it", name, ", ".join(users[:5]))
         return False
     try:
-        try:
-            api.remove_network(found["Id"])
-        except docker.errors.APIError as exc:
-            if "active endpoints" not in str(exc.explanation or "") or not _drop_stale_endpoints(
-                api, name, found["Id"]
-            ):
-                raise
-            api.remove_network(found["Id"])
+        api.remove_network(found["Id"])
     except docker.errors.NotFound:
         return True
     except docker.errors.APIError as exc:
@@ -167,26 +160,6 @@ def remove_network(api: docker.APIClient, name: str) -> bool:
             return False
         raise
     return True
-
-
-def _drop_stale_endpoints(api: docker.APIClient, name: str, net_id: str) -> bool:
-    """Force-disconnect the endpoints a network still lists though no container uses it.
-
-    Docker can keep an endpoint of a removed container (moby/moby#42119); the network
-    then refuses removal for ever and holds its subnet, which the cluster may give to a
-    new stack. Called only once ``_users`` found no container on it. True if any went."""
-    listed = api.inspect_network(net_id).get("Containers") or {}
-    dropped = False
-    for endpoint_owner, endpoint in listed.items():
-        ref = str(endpoint.get("Name") or endpoint_owner)
-        try:
-            api.disconnect_container_from_network(ref, net_id, force=True)
-        except docker.errors.APIError as exc:
-            log.warning("network=%s stale endpoint %s stays: %s", name, ref, exc.explanation)
-            continue
-        log.warning("network=%s dropped stale endpoint %s (its container is gone)", name, ref)
-        dropped = True
-    return dropped
 
 
 def node_networks(api: docker.APIClient, node_id: str) -> list[str]:
