@@ -276,13 +276,16 @@ class Bench:
             wait_for(lambda: not self.api.networks(filters=nets), 10, 0.3, "network removed")
         except TimeoutError:
             for net in self.api.networks(filters=nets):
-                with contextlib.suppress(docker.errors.APIError):
+                try:
                     self.api.remove_network(net["Id"])
+                    outcome = "removed by the benchmark"
+                except docker.errors.APIError as exc:
+                    outcome = f"the benchmark could not remove it either: {exc.explanation}"
                 self.leaks.append(
                     f"swarmlite left network {net['Name']} behind after `stack rm {stack}` "
-                    "(removed by the benchmark)"
+                    f"({outcome})"
                 )
-                log(f"swarmlite left network {net['Name']} behind; removed it")
+                log(f"swarmlite left network {net['Name']} behind ({outcome})")
 
     def close(self) -> None:
         if self._node is not None:
