@@ -38,6 +38,7 @@ class _Request:
         "chunked",
         "chunks",
         "complete",
+        "forwarded",
         "head",
         "headers",
         "keep_alive",
@@ -49,7 +50,8 @@ class _Request:
 
     def __init__(self) -> None:
         self.url = b""
-        self.headers: list[tuple[bytes, bytes]] = []
+        self.headers: list[bytes] = []  # the forwarded header lines' pieces
+        self.forwarded = b""  # the client's X-Forwarded-For values, each with ", "
         self.method = b""
         self.head: bytes | None = None
         self.chunks: list[bytes] = []
@@ -78,7 +80,7 @@ class HttpProxyConnection(asyncio.Protocol):
         self._ctx = ctx
         self._pool = pool
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
-        self._client_ip = b""
+        self._forwarded_tail = b""  # the added X-Forwarded-For value and what follows it
         self._parser = httptools.HttpRequestParser(self)
         self._queue: deque[_Request] = deque()
         self._parsing = _Request()
@@ -100,7 +102,8 @@ class HttpProxyConnection(asyncio.Protocol):
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
         self.transport = transport
         peer = transport.get_extra_info("peername")
-        self._client_ip = str(peer[0]).encode() if peer else b"unknown"
+        client_ip = str(peer[0]).encode() if peer else b"unknown"
+        self._forwarded_tail = client_ip + b"\r\nX-Forwarded-Proto: http\r\n\r\n"
         self._ctx.opened(self)
 
     def data_received(self, data: bytes) -> None:
@@ -170,7 +173,17 @@ class HttpProxyConnection(asyncio.Protocol):
         self._parsing.url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._parsing.headers.append((name, value))
+        req = self._parsing
+        if (name[0] | 0x20) in (0x74, 0x78):  # only t... and x... names need a look
+            low = name.lower()
+            if low == b"x-forwarded-for":
+                req.forwarded += value + b", "
+                return
+            if low == b"x-forwarded-proto":
+                return
+            if low == b"transfer-encoding" and b"chunked" in value.lower():
+                req.chunked = True
+        req.headers += (name, b": ", value, b"\r\n")
 
     def on_headers_complete(self) -> None:
         req = self._parsing
@@ -179,30 +192,18 @@ class HttpProxyConnection(asyncio.Protocol):
         req.keep_alive = p.should_keep_alive()
         req.upgrade = p.should_upgrade()
         version = p.get_http_version()
-        parts = [
-            req.method,
-            b" ",
-            req.url,
-            b" HTTP/1.1\r\n" if version == "1.1" else f" HTTP/{version}\r\n".encode(),
-        ]
-        xff = b""
-        for name, value in req.headers:
-            low = name.lower()
-            if low == b"x-forwarded-for":
-                xff += value + b", "
-                continue
-            if low == b"x-forwarded-proto":
-                continue
-            if low == b"transfer-encoding" and b"chunked" in value.lower():
-                req.chunked = True
-            parts += (name, b": ", value, b"\r\n")
-        parts += (
-            b"X-Forwarded-For: ",
-            xff,
-            self._client_ip,
-            b"\r\nX-Forwarded-Proto: http\r\n\r\n",
+        req.head = b"".join(
+            (
+                req.method,
+                b" ",
+                req.url,
+                b" HTTP/1.1\r\n" if version == "1.1" else f" HTTP/{version}\r\n".encode(),
+                *req.headers,
+                b"X-Forwarded-For: ",
+                req.forwarded,
+                self._forwarded_tail,
+            )
         )
-        req.head = b"".join(parts)
         req.headers = []
         if req.upgrade:
             self._tunnel = True
@@ -306,10 +307,11 @@ class HttpProxyConnection(asyncio.Protocol):
         ):
             self._close()
             return
-        if len(self._queue) <= 1:
+        queue = self._queue
+        if self._paused and len(queue) <= 1:
             self.resume(_P_PIPELINE)
-        if self._queue and self._queue[0].head is not None:
-            self._dispatch(self._queue[0])
+        if queue and queue[0].head is not None:
+            self._dispatch(queue[0])
 
     def upstream_lost(self, up: HttpUpstream) -> None:
         if up is not self._upstream:
