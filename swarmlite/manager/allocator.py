@@ -13,10 +13,27 @@ from swarmlite.errors import SpecError
 from swarmlite.spec.objects import Network, Service
 
 
-def allocate_subnet(pool: str, taken: Iterable[Network]) -> tuple[str, str]:
-    """A free /24 of ``pool`` and its gateway (the first address)."""
+def allocate_subnet(pool: str, taken: Iterable[Network], after: str = "") -> tuple[str, str]:
+    """A free /24 of ``pool`` and its gateway (the first address).
+
+    The search starts after ``after`` (the subnet handed out last) and wraps around,
+    so a subnet freed by a removed stack is the last one given out again: Docker can
+    keep a removed network with a phantom endpoint (moby/moby#42119), still holding
+    its subnet on that host, and a new network there would fail to be created.
+    """
     used = {n.subnet for n in taken}
-    for subnet in ipaddress.ip_network(pool).subnets(new_prefix=24):
+    net = ipaddress.ip_network(pool)
+    if net.prefixlen > 24:
+        raise SpecError(f"address pool {pool} is smaller than one /24 network")
+    count = 1 << (24 - net.prefixlen)
+    base = int(net.network_address)
+    start = 0
+    if after:
+        last = ipaddress.ip_network(after)
+        if last.prefixlen == 24 and last.subnet_of(net):  # type: ignore[arg-type]
+            start = ((int(last.network_address) - base) >> 8) + 1
+    for k in range(count):
+        subnet = ipaddress.ip_network(((base + (((start + k) % count) << 8)), 24))
         if str(subnet) not in used:
             return str(subnet), str(subnet.network_address + 1)
     raise SpecError(f"address pool {pool} is exhausted: remove unused stacks or widen the pool")

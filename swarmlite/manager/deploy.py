@@ -42,12 +42,15 @@ def plan_deploy(
     """``keeper`` seals the stack's secrets; a stack with none needs no keeper."""
     _check(stack)
     plan = DeployPlan()
-    pool = state.cluster.address_pool if state.cluster else "10.213.0.0/16"
+    cluster = next(iter(state.clusters.values()), None)
+    pool = cluster.value.address_pool if cluster else "10.213.0.0/16"
+    last_subnet = cluster.value.last_subnet if cluster else ""
     networks = {v.value.name: v.value for v in state.networks.values()}
     for net in stack.networks:
         full = f"{stack.name}_{net.name}"
         if full not in networks:
-            subnet, gateway = allocate_subnet(pool, networks.values())
+            subnet, gateway = allocate_subnet(pool, networks.values(), after=last_subnet)
+            last_subnet = subnet
             networks[full] = Network(
                 id=new_id(),
                 name=full,
@@ -58,6 +61,11 @@ def plan_deploy(
                 internal=net.internal,
             )
             plan.ops.append(Put(networks[full], 0))
+    if cluster is not None and last_subnet != cluster.value.last_subnet:
+        # Compare-and-swapped with the rest: concurrent deploys cannot share a subnet.
+        plan.ops.append(
+            Put(msgspec.structs.replace(cluster.value, last_subnet=last_subnet), cluster.revision)
+        )
     volumes = {v.value.name for v in state.volumes.values()}
     for vol in stack.volumes:
         full = vol.external_name or f"{stack.name}_{vol.name}"

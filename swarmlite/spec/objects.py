@@ -222,6 +222,8 @@ class Cluster(Frozen, frozen=True):
     # Lifetime of node certificates in seconds; they renew after two thirds of it.
     node_cert_lifetime: float = 90 * 86400.0
     task_history_limit: int = 5
+    # The stack subnet handed out last; the next one is searched from there.
+    last_subnet: str = ""
 
 
 def now_status(state: TaskState, message: str = "", *, err: str = "") -> TaskStatus:
