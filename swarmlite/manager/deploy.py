@@ -42,7 +42,7 @@ def plan_deploy(
     """``keeper`` seals the stack's secrets; a stack with none needs no keeper."""
     _check(stack)
     plan = DeployPlan()
-    cluster = next(iter(state.clusters.values()), None)
+    cluster = state.cluster_entry
     pool = cluster.value.address_pool if cluster else "10.213.0.0/16"
     last_subnet = cluster.value.last_subnet if cluster else ""
     networks = {v.value.name: v.value for v in state.networks.values()}

@@ -44,10 +44,14 @@ class ClusterState:
         return [v.value for v in self.tasks.values() if v.value.service_id == service_id]
 
     @property
+    def cluster_entry(self) -> Versioned[Cluster] | None:
+        """The cluster object with its revision, for a compare-and-swap on it."""
+        return next(iter(self.clusters.values()), None)
+
+    @property
     def cluster(self) -> Cluster | None:
-        for v in self.clusters.values():
-            return v.value
-        return None
+        entry = self.cluster_entry
+        return entry.value if entry is not None else None
 
 
 _FIELD_OF = {kind: name if name != "cluster" else "clusters" for kind, name in KIND_NAMES.items()}
