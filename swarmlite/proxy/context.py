@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
+from functools import partial
 from typing import Protocol, TypeVar
 
 from swarmlite.proxy.table import BackendPicker, Target
@@ -26,9 +27,6 @@ PRECONNECT_LIMIT = 256 * 1024
 WRITE_HIGH_WATER = 256 * 1024
 
 _P = TypeVar("_P", bound=asyncio.BaseProtocol)
-
-# What ``dial`` returns for a target this node cannot reach; ``connect_any`` skips it.
-UNREACHABLE: tuple[str, int] = ("", 0)
 
 
 class ProxiedConnection(Protocol):
@@ -57,10 +55,6 @@ class ProxyContext:
         if target.node_id == self.local_node_id:
             return (target.host, target.port) if target.host else None
         return target.remote
-
-    def dial(self, target: Target) -> tuple[str, int]:
-        """``address``, or ``UNREACHABLE`` (never connected to, never pooled)."""
-        return self.address(target) or UNREACHABLE
 
     def opened(self, conn: ProxiedConnection) -> None:
         self.connections.add(conn)
@@ -123,11 +117,12 @@ async def connect_any(
     ctx: ProxyContext,
     picker: BackendPicker,
     first: Target,
-    factory: Callable[[], _P],
+    factory: Callable[[Target], _P],
 ) -> tuple[asyncio.Transport, _P, Target] | None:
     """Connect to ``first``, or on refusal/timeout to the next targets, each at most once.
 
-    Targets this node cannot reach (``ProxyContext.address`` is None) are skipped.
+    ``factory(target)`` makes the protocol for a connection to ``target``. Targets this
+    node cannot reach (``ProxyContext.address`` is None) are skipped.
 
     Nothing was sent yet when a connect fails, so moving on is always safe; the
     picker then skips the failed target for a while (``table.FAIL_TIMEOUT``).
@@ -150,7 +145,8 @@ async def connect_any(
         ctx.begin(target.task_id)
         try:
             transport, proto = await asyncio.wait_for(
-                loop.create_connection(factory, host, port), ctx.connect_timeout
+                loop.create_connection(partial(factory, target), host, port),
+                ctx.connect_timeout,
             )
         except (OSError, TimeoutError):
             ctx.end(target.task_id)

@@ -5,8 +5,9 @@ Requests are parsed with ``httptools``; each head is rebuilt with ``X-Forwarded-
 kept-alive upstream connection from ``UpstreamPool`` (or a new one; a refused or
 timed-out connect moves on to the next backend). Bodies stream: a Content-Length body
 is passed as is, a chunked body is re-chunked as it is decoded. Responses are passed
-through byte for byte while a response parser only watches for the message end, so
-upstream framing, trailers and ``Connection`` semantics reach the client unchanged.
+through byte for byte (only a head with hop-by-hop headers is rewritten, see
+``http_upstream``) while a response parser watches for the message end, so upstream
+framing and trailers reach the client unchanged.
 
 Requests are handled one at a time per client connection; a pipelined request waits
 (with the client paused) until the response before it is complete. No backend gives
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from functools import partial
 from typing import cast
 
 import httptools
@@ -32,36 +34,24 @@ _P_PIPELINE = 4  # a pipelined request waits behind the active one
 
 
 class _Request:
-    __slots__ = (
-        "body_sent",
-        "buffered",
-        "chunked",
-        "chunks",
-        "complete",
-        "forwarded",
-        "head",
-        "headers",
-        "keep_alive",
-        "method",
-        "retried",
-        "upgrade",
-        "url",
-    )
+    """One request of a client connection. The defaults are class attributes, so a
+    request without a body costs few stores."""
+
+    method = b""
+    head: bytes | None = None  # the head as forwarded, once parsed
+    forwarded = b""  # the client's X-Forwarded-For values, each with ", "
+    buffered = 0
+    chunked = False
+    complete = False
+    keep_alive = True
+    upgrade = False
+    body_sent = False
+    retried = False
 
     def __init__(self) -> None:
         self.url = b""
         self.headers: list[bytes] = []  # the forwarded header lines' pieces
-        self.forwarded = b""  # the client's X-Forwarded-For values, each with ", "
-        self.method = b""
-        self.head: bytes | None = None
         self.chunks: list[bytes] = []
-        self.buffered = 0
-        self.chunked = False
-        self.complete = False
-        self.keep_alive = True
-        self.upgrade = False
-        self.body_sent = False
-        self.retried = False
 
 
 def _error_response(status: str, text: str) -> bytes:
@@ -188,13 +178,12 @@ class HttpProxyConnection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         req = self._parsing
         p = self._parser
-        req.method = p.get_method()
+        req.method = method = p.get_method()
         req.keep_alive = p.should_keep_alive()
-        req.upgrade = p.should_upgrade()
         version = p.get_http_version()
         req.head = b"".join(
             (
-                req.method,
+                method,
                 b" ",
                 req.url,
                 b" HTTP/1.1\r\n" if version == "1.1" else f" HTTP/{version}\r\n".encode(),
@@ -205,8 +194,8 @@ class HttpProxyConnection(asyncio.Protocol):
             )
         )
         req.headers = []
-        if req.upgrade:
-            self._tunnel = True
+        if p.should_upgrade():
+            req.upgrade = self._tunnel = True
         if req is self._queue[0]:
             self._dispatch(req)
 
@@ -243,17 +232,22 @@ class HttpProxyConnection(asyncio.Protocol):
             )
             return
         if not (fresh or req.upgrade):
-            up = self._pool.acquire(target.task_id, self._ctx.dial(target))
+            up = self._pool.acquire(target)
             if up is not None:
                 self._ctx.begin(target.task_id)
                 self._counted = target.task_id
-                self._bind(up, req)
+                if req.chunks or self._write_paused:
+                    self._bind(up, req)
+                    return
+                self._upstream = up  # the usual request: a head alone, sent at once
+                up.start(self, method=req.method)
+                up.transport.write(req.head)  # type: ignore[arg-type]
                 return
         self._connecting = asyncio.get_running_loop().create_task(self._connect(req, target))
 
     async def _connect(self, req: _Request, first: Target) -> None:
         pool = self._pool
-        got = await connect_any(self._ctx, self._route.picker, first, lambda: HttpUpstream(pool))
+        got = await connect_any(self._ctx, self._route.picker, first, partial(HttpUpstream, pool))
         self._connecting = None
         if got is None:
             self._fail(
@@ -262,8 +256,6 @@ class HttpProxyConnection(asyncio.Protocol):
             return
         transport, up, target = got
         self._counted = target.task_id  # connect_any counted it
-        up.task_id = target.task_id
-        up.addr = self._ctx.dial(target)
         if self._closed:
             self._settle()
             transport.close()
@@ -272,7 +264,7 @@ class HttpProxyConnection(asyncio.Protocol):
 
     def _bind(self, up: HttpUpstream, req: _Request) -> None:
         self._upstream = up
-        up.start(self, req.method == b"HEAD")
+        up.start(self, method=req.method)
         if self._write_paused:
             up.pause_reading()
         assert req.head is not None
@@ -294,19 +286,26 @@ class HttpProxyConnection(asyncio.Protocol):
     def response_done(self, up: HttpUpstream) -> None:
         req = self._queue.popleft()
         self._upstream = None
-        self._settle()
+        counted = self._counted
+        if counted is not None:
+            self._counted = None
+            self._ctx.end(counted)
         up.finish()
-        if up.keep_alive and req.complete and not self._stopping:
+        if not req.complete or self._stopping:
+            up.transport.close()
+            self._close()
+            return
+        if up.keep_alive:
             self._pool.release(up)
         else:
             up.transport.close()
-        if (
-            not (req.keep_alive and up.client_keep_alive and req.complete)
-            or self._stopping
-            or (self._client_eof and not self._queue)
-        ):
+        queue = self._queue
+        if not (req.keep_alive and up.client_keep_alive) or (self._client_eof and not queue):
             self._close()
-            return
+        elif queue or self._paused:
+            self._next_request()
+
+    def _next_request(self) -> None:
         queue = self._queue
         if self._paused and len(queue) <= 1:
             self.resume(_P_PIPELINE)

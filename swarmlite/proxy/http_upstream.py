@@ -1,33 +1,36 @@
 """The upstream side of the HTTP proxy: kept-alive backend connections and their pool.
 
 ``HttpUpstream`` passes response bytes to its current owner (the client connection)
-unchanged, except the final response head, which ``client_head`` rewrites: keep-alive
-with the client does not depend on the backend's (busybox httpd, for one, closes after
-every response), so a length-delimited response loses the backend's hop-by-hop
-``Connection``/``Keep-Alive`` headers and says ``Connection: keep-alive``. An
-``httptools`` response parser watches the original bytes for the end of each message;
-when a response is complete the owner releases the connection to ``UpstreamPool`` (if
-the backend allows keep-alive) for the next request to that backend.
+unchanged, except a final response head that needs a rewrite: keep-alive with the
+client does not depend on the backend's (busybox httpd, for one, closes after every
+response), so a length-delimited response loses the backend's hop-by-hop
+``Connection``/``Keep-Alive`` headers and says ``Connection: keep-alive``
+(``client_head``). Each read is fed to an ``httptools`` response parser before it is
+passed on: a kept-alive HTTP/1.1 response whose head came whole in the read and names
+no hop-by-hop option (the usual answer) goes out as it came, with no copy. When a
+response is complete the owner releases the connection to ``UpstreamPool`` (if the
+backend allows keep-alive) for the next request to that backend.
 
-The pool is keyed by backend task and address, so a request only ever goes out on a
-connection to the task it picked; ``retain`` (called on every routes change) closes
-idle connections to tasks that left the routes and refuses to keep theirs later.
+A pooled connection is only reused for the target it was dialed for (same backend
+task, same address), so a request only ever goes out on a connection to the task it
+picked; ``retain`` (called on every routes change) closes idle connections to tasks
+that left the routes and refuses to keep theirs later.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import TYPE_CHECKING, cast
 
 import httptools
 
 from swarmlite.proxy.context import WRITE_HIGH_WATER
+from swarmlite.proxy.table import Target
 
 if TYPE_CHECKING:
     from swarmlite.proxy.http import HttpProxyConnection
 
-Address = tuple[str, int]
-PoolKey = tuple[str, Address]  # (task id, dialed address)
 
 P_UPSTREAM = 1  # the upstream's write buffer is full: pause the client
 MAX_HEAD = 64 * 1024  # a longer response head is passed on as is
@@ -52,6 +55,19 @@ def client_head(head: bytes, *, head_only: bool) -> tuple[bytes, bool]:
         if connection == 1 and b"\r\nconnection: keep-alive\r\n" in low:
             return head, True
     return _rewritten_head(head, head_only=head_only)
+
+
+# The first of: the head's end (group 1), a Keep-Alive header, or a Connection header
+# that says more than keep-alive. One scan of the head, in C.
+_HOP_SCAN = re.compile(
+    rb"\r\n(?:(\r\n)|keep-alive[ \t]*:|connection[ \t]*:(?![ \t]*keep-alive[ \t]*\r\n))", re.I
+)
+
+
+def _hop_free(data: bytes) -> bool:
+    """Whether the head ``data`` starts with has no hop-by-hop header to drop."""
+    found = _HOP_SCAN.search(data)
+    return found is not None and found.group(1) is not None
 
 
 def _rewritten_head(head: bytes, *, head_only: bool) -> tuple[bytes, bool]:
@@ -83,24 +99,29 @@ class UpstreamPool:
 
     def __init__(self, max_idle_per_backend: int = 128) -> None:
         self.max_idle = max_idle_per_backend
-        self._idle: dict[PoolKey, list[HttpUpstream]] = {}
+        self._idle: dict[str, list[HttpUpstream]] = {}  # by task id: a str hashes in C
         self._live: set[str] | None = None  # task ids still routed; None: not told yet
 
-    def acquire(self, task_id: str, addr: Address) -> HttpUpstream | None:
-        idle = self._idle.get((task_id, addr))
+    def acquire(self, target: Target) -> HttpUpstream | None:
+        idle = self._idle.get(target.task_id)
         while idle:
             up = idle.pop()
-            up.idle = False
-            up.swept = False
-            if not up.closed:
+            up.idle = up.swept = False
+            if up.closed:
+                continue
+            if up.target is target or up.target == target:
                 return up
+            up.transport.close()  # the task is dialed elsewhere now
         return None
 
     def release(self, up: HttpUpstream) -> None:
-        if up.closed or (self._live is not None and up.task_id not in self._live):
+        task_id = up.target.task_id
+        if up.closed or (self._live is not None and task_id not in self._live):
             up.transport.close()
             return
-        idle = self._idle.setdefault(up.key, [])
+        idle = self._idle.get(task_id)
+        if idle is None:
+            idle = self._idle[task_id] = []
         if len(idle) >= self.max_idle:
             up.transport.close()
             return
@@ -108,7 +129,7 @@ class UpstreamPool:
         idle.append(up)
 
     def forget(self, up: HttpUpstream) -> None:
-        idle = self._idle.get(up.key)
+        idle = self._idle.get(up.target.task_id)
         if idle and up in idle:
             idle.remove(up)
 
@@ -116,7 +137,7 @@ class UpstreamPool:
         """Only tasks in ``task_ids`` are routed now: close idle connections to others."""
         self._live = set(task_ids)
         closed = 0
-        for key in [k for k in self._idle if k[0] not in self._live]:
+        for key in [k for k in self._idle if k not in self._live]:
             for up in self._idle.pop(key):
                 up.idle = False
                 up.transport.close()
@@ -153,10 +174,9 @@ class UpstreamPool:
 
 
 class HttpUpstream(asyncio.Protocol):
-    def __init__(self, pool: UpstreamPool) -> None:
+    def __init__(self, pool: UpstreamPool, target: Target) -> None:
         self.pool = pool
-        self.task_id = ""  # the backend task this connection goes to
-        self.addr: Address = ("", 0)
+        self.target = target  # the backend this connection goes to
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.parser = httptools.HttpResponseParser(self)
         self.owner: HttpProxyConnection | None = None
@@ -172,19 +192,17 @@ class HttpUpstream(asyncio.Protocol):
         self.client_keep_alive = False  # set with the final head; see ``client_head``
         self.read_paused = False
         self._head: bytes | None = None  # head bytes held until the final head is whole
-
-    @property
-    def key(self) -> PoolKey:
-        return (self.task_id, self.addr)
+        self._fresh = False  # this read starts an HTTP/1.1 response
+        self._plain = False  # this read's final head passes unchanged
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         transport = cast(asyncio.Transport, transport)
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
         self.transport = transport
 
-    def start(self, owner: HttpProxyConnection, head_only: bool) -> None:
+    def start(self, owner: HttpProxyConnection, method: bytes) -> None:
         self.owner = owner
-        self.head_only = head_only
+        self.head_only = method == b"HEAD"
         self.got_response = False
         self.done = False
         self.client_keep_alive = False
@@ -216,15 +234,25 @@ class HttpUpstream(asyncio.Protocol):
         if self.tunnel:
             owner.transport.write(data)
             return
-        owner.transport.write(self._pass_head(data) if self._head is not None else data)
+        # Parsed before it is passed on, so a kept-alive response's head is known to
+        # need no rewrite (``_plain``) and goes out as it came: the common case.
+        self._fresh = self._head == b"" and data.startswith(b"HTTP/1.1 ")
         self.got_response = True
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError:
+            owner.transport.write(self._pass_head(data) if self._head is not None else data)
             self.done = False
             self.transport.close()
             owner.upstream_lost(self)
             return
+        if self._plain and _hop_free(data):
+            self._plain = False
+            self._head = None
+        elif self._head is not None:
+            self._plain = False
+            data = self._pass_head(data)
+        owner.transport.write(data)
         if self.done:
             owner.response_done(self)
 
@@ -252,19 +280,25 @@ class HttpUpstream(asyncio.Protocol):
             rewritten, self.client_keep_alive = client_head(head, head_only=self.head_only)
             self._head = None
             if rewritten is head and not out:
-                return whole  # the usual case: one final head, unchanged
+                return whole  # one final head, unchanged
             return out + rewritten + held
 
     def on_headers_complete(self) -> None:
-        if self.head_only and self.parser.get_status_code() >= 200:
-            self.keep_alive = self.parser.should_keep_alive()
+        p = self.parser
+        if p.get_status_code() < 200:
+            self._fresh = False  # an interim head went by: the final one is not first
+            return
+        self.keep_alive = keep = p.should_keep_alive()
+        if self.head_only:
             self.done = True
+        # A kept-alive HTTP/1.1 response is delimited, so the client can keep alive too;
+        # its head passes unchanged unless it names hop-by-hop options (rare).
+        if self._fresh and keep:
+            self._plain = self.client_keep_alive = True
 
     def on_message_complete(self) -> None:
-        status = self.parser.get_status_code()
-        if status < 200 or self.done:
+        if self.done or self.parser.get_status_code() < 200:
             return
-        self.keep_alive = self.parser.should_keep_alive()
         self.done = True
 
     def eof_received(self) -> bool:

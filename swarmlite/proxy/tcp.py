@@ -141,7 +141,7 @@ class TcpProxyConnection(asyncio.Protocol):
     # -- upstream side ---------------------------------------------------------
     async def _dial(self, first: Target) -> None:
         assert self.transport is not None
-        got = await connect_any(self._ctx, self._route.picker, first, lambda: _TcpUpstream(self))
+        got = await connect_any(self._ctx, self._route.picker, first, lambda _: _TcpUpstream(self))
         client = self.transport
         if got is None:
             client.abort()

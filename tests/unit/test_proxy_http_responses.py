@@ -1,0 +1,150 @@
+"""How backend responses reach the client through the L7 mesh, byte by byte.
+
+A scripted backend answers each request with fixed bytes, written in the pieces the
+test chooses, so the response parser sees heads split across reads, interim heads,
+hop-by-hop headers and malformed answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from swarmlite.proxy.http_upstream import _hop_free
+from swarmlite.proxy.mesh import MeshProxy
+from tests.unit.test_proxy_support import BACKEND_IPS, backend, free_port, route, snapshot
+
+REQUEST = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+class ScriptedBackend:
+    """Answers every request with ``pieces`` (written with a pause between them)."""
+
+    def __init__(self, pieces: list[bytes]) -> None:
+        self.pieces = pieces
+        self.requests = 0
+        self.connections = 0
+        self.server: asyncio.Server | None = None
+
+    async def serve(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            while True:
+                await r.readuntil(b"\r\n\r\n")
+                self.requests += 1
+                for piece in self.pieces:
+                    w.write(piece)
+                    await w.drain()
+                    await asyncio.sleep(0.02)  # the proxy reads each piece on its own
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            w.close()
+
+
+@pytest.fixture
+async def mesh() -> AsyncIterator[MeshProxy]:
+    m = MeshProxy("n1", bind_host="127.0.0.1")
+    await m.start()
+    yield m
+    await m.stop(grace=0.5)
+
+
+async def _through(mesh: MeshProxy, pieces: list[bytes]) -> tuple[ScriptedBackend, int]:
+    script = ScriptedBackend(pieces)
+    script.server = await asyncio.start_server(script.serve, BACKEND_IPS[0], 0)
+    port = script.server.sockets[0].getsockname()[1]
+    listen = free_port()
+    svc = route(
+        "web", published=listen, target=port, http=True, backends=(backend("s", BACKEND_IPS[0]),)
+    )
+    await mesh.apply(snapshot(svc))
+    return script, listen
+
+
+async def _exchange(listen: int, times: int) -> bytes:
+    """``times`` requests, one after the other, on one client connection."""
+    r, w = await asyncio.open_connection("127.0.0.1", listen)
+    got = b""
+    try:
+        for _ in range(times):
+            w.write(REQUEST)
+            head = await asyncio.wait_for(r.readuntil(b"\r\n\r\n"), 5)
+            while head.startswith(b"HTTP/1.1 1"):  # an interim head: the final one follows
+                got += head
+                head = await asyncio.wait_for(r.readuntil(b"\r\n\r\n"), 5)
+            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+            got += head + await asyncio.wait_for(r.readexactly(length), 5)
+    finally:
+        w.close()
+    return got
+
+
+async def test_a_kept_alive_answer_passes_unchanged_over_one_upstream(mesh: MeshProxy) -> None:
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok"
+    script, listen = await _through(mesh, [answer])
+    assert await _exchange(listen, 3) == answer * 3
+    assert (script.requests, script.connections) == (3, 1)
+
+
+async def test_hop_by_hop_headers_of_a_kept_alive_backend_are_dropped(mesh: MeshProxy) -> None:
+    answer = (
+        b"HTTP/1.1 200 OK\r\nKeep-Alive: timeout=5, max=100\r\nContent-Length: 2\r\n"
+        b"Connection: Keep-Alive, X-Hop\r\n\r\nok"
+    )
+    script, listen = await _through(mesh, [answer])
+    got = await _exchange(listen, 2)
+    assert got == b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok" * 2
+    assert script.connections == 1
+
+
+async def test_a_head_split_across_reads_and_its_body_arrive_whole(mesh: MeshProxy) -> None:
+    pieces = [b"HTTP/1.1 200 OK\r\nContent-Le", b"ngth: 5\r\n\r\nab", b"cde"]
+    script, listen = await _through(mesh, pieces)
+    got = await _exchange(listen, 2)
+    assert got == b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: keep-alive\r\n\r\nabcde" * 2
+    assert script.connections == 1
+
+
+async def test_an_interim_head_in_the_same_read_goes_before_the_final_one(
+    mesh: MeshProxy,
+) -> None:
+    answer = (
+        b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok"
+    )
+    script, listen = await _through(mesh, [answer])
+    assert await _exchange(listen, 2) == answer * 2
+    assert script.connections == 1
+
+
+async def test_a_closing_backend_still_leaves_the_client_kept_alive(mesh: MeshProxy) -> None:
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+    script, listen = await _through(mesh, [answer])
+    got = await _exchange(listen, 2)
+    assert got == b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok" * 2
+    assert script.connections == 2  # the mesh does not reuse what the backend closes
+
+
+async def test_a_malformed_answer_cuts_the_client_and_is_not_retried(mesh: MeshProxy) -> None:
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok"
+    script, listen = await _through(mesh, [answer])
+    assert await _exchange(listen, 1) == answer  # the upstream is now pooled, reused next
+    script.pieces = [b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n"]
+    r, w = await asyncio.open_connection("127.0.0.1", listen)
+    w.write(REQUEST)
+    data = await asyncio.wait_for(r.read(), 5)  # EOF: the mesh closed the client
+    w.close()
+    assert b"502" not in data
+    assert script.requests == 2  # a reused upstream that answered is not asked again
+
+
+def test_hop_free_heads() -> None:
+    assert _hop_free(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    assert _hop_free(b"HTTP/1.1 200 OK\r\nconnection:  keep-alive \r\n\r\nConnection: x")
+    assert not _hop_free(b"HTTP/1.1 200 OK\r\nConnection: keep-alive, x\r\n\r\n")
+    assert not _hop_free(b"HTTP/1.1 200 OK\r\nKEEP-ALIVE: timeout=5\r\n\r\n")
+    assert not _hop_free(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")
+    assert not _hop_free(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n")  # no end of head
