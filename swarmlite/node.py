@@ -131,15 +131,15 @@ class Daemon:
             advertise_addr=None if node_mode else cfg.advertise_addr,
         )
         stack.push_async_callback(runtime.close)
+        server_tls = self.creds.server_context(require_client_cert=False)
+        client_tls = self.creds.client_context()
         if cfg.role == "manager":
-            app = await self._start_manager(stack, runtime)
+            app = await self._start_manager(stack, runtime, client_tls)
         else:
-            app = build_worker_app(cfg.node_id, self.creds.ca_pem)
+            app = build_worker_app(cfg.node_id, self.creds.ca_pem, runtime)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
-        server_tls = self.creds.server_context(require_client_cert=False)
-        client_tls = self.creds.client_context()
         site = web.TCPSite(runner, cfg.listen_host, cfg.api_port, ssl_context=server_tls)
         await site.start()
         mesh = MeshProxy(cfg.node_id, cfg.mesh_host)
@@ -199,7 +199,7 @@ class Daemon:
         return tuple(dict.fromkeys((*local, *cfg.managers)))
 
     async def _start_manager(
-        self, stack: contextlib.AsyncExitStack, runtime: DockerRuntime
+        self, stack: contextlib.AsyncExitStack, runtime: DockerRuntime, client_tls: ssl.SSLContext
     ) -> web.Application:
         cfg = self.config
         manager = ManagerRole(cfg, self.data_dir)
@@ -218,6 +218,7 @@ class Daemon:
                 ca_pem=self.creds.ca_pem,
                 election=manager.election,
                 keeper=manager.keeper,
+                client_tls=client_tls,
             )
         )
         secret_handlers.register(app)

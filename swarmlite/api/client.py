@@ -304,11 +304,21 @@ class ApiClient:
         self, name: str, follow: bool = False, tail: int | None = None
     ) -> AsyncIterator[str]:
         """The service's log lines ("task | line"), as they come; endless with ``follow``."""
+        async for line in self._log_lines(f"/v1/services/{_q(name)}/logs", follow, tail):
+            yield line
+
+    async def node_logs(
+        self, service_id: str, follow: bool = False, tail: int | None = None
+    ) -> AsyncIterator[str]:
+        """This node's part of a service's log lines (what a manager asks each node)."""
+        async for line in self._log_lines(f"/v1/node/services/{_q(service_id)}/logs", follow, tail):
+            yield line
+
+    async def _log_lines(self, path: str, follow: bool, tail: int | None) -> AsyncIterator[str]:
         params = {"follow": "1" if follow else "0"}
         if tail is not None:
             params["tail"] = str(tail)
         # A followed stream has no total deadline; only its first answer is bounded.
-        path = f"/v1/services/{_q(name)}/logs"
         stream = self._http.stream("GET", path, params=params)
         pending = b""
         try:

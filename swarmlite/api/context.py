@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -33,6 +34,7 @@ class ApiContext:
         ca_pem: str,
         election: LeaderElection | None = None,
         keeper: SecretKeeper | None = None,
+        client_tls: ssl.SSLContext | None = None,
     ) -> None:
         self.election = election
         self.keeper = keeper  # seals secrets; None on a node without the cluster key
@@ -42,6 +44,7 @@ class ApiContext:
         self.runtime = runtime
         self.node_id = node_id
         self.ca_pem = ca_pem
+        self.client_tls = client_tls  # this node's identity, to ask other nodes
 
 
 CTX = web.AppKey("ctx", ApiContext)

@@ -6,7 +6,6 @@ swap. Malformed bodies get 400 with a message and write nothing.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 
@@ -24,6 +23,7 @@ from swarmlite.api.context import (
     _json,
     find_service,
 )
+from swarmlite.api.logs import NODE_LOGS_PREFIX, NODE_LOGS_ROLES, register_node_logs, service_logs
 from swarmlite.api.models import (
     ClusterInfo,
     DeployResult,
@@ -74,7 +74,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 # Paths that answer without the store: public ones, the info page (it reports the
 # store's state), and agent sessions (the dispatcher copes with the store itself).
-STORELESS_PREFIXES = ("/v1/ca", "/v1/info", "/v1/agent/")
+STORELESS_PREFIXES = ("/v1/ca", "/v1/info", "/v1/agent/", NODE_LOGS_PREFIX)
 
 
 @web.middleware
@@ -96,6 +96,7 @@ def build_app(ctx: ApiContext) -> web.Application:
             "/v1/agent/": ("manager", "worker"),
             "/v1/renew": ("manager", "worker"),
             "/v1/promotion": ("manager", "worker"),
+            NODE_LOGS_PREFIX: NODE_LOGS_ROLES,
         },
         default=("admin", "manager"),
     )
@@ -111,7 +112,8 @@ def build_app(ctx: ApiContext) -> web.Application:
     r.add_get("/v1/services/{name}", service)
     r.add_delete("/v1/services/{name}", remove_service)
     r.add_post("/v1/services/{name}/scale", scale)
-    r.add_get("/v1/services/{name}/logs", logs)
+    r.add_get("/v1/services/{name}/logs", service_logs)
+    register_node_logs(app, ctx.runtime)
     r.add_get("/v1/tasks", tasks)
     r.add_get("/v1/nodes", nodes)
     r.add_get("/v1/nodes/{id}", node)
@@ -240,45 +242,6 @@ async def node(request: web.Request) -> web.Response:
         if v.value.id.startswith(key) or v.value.hostname == key:
             return _json(v.value)
     raise NotFoundError(f"node {key} not found (see 'swarmlite node ls')")
-
-
-async def logs(request: web.Request) -> web.StreamResponse:
-    ctx = _ctx(request)
-    state = ctx.cache.view()
-    found = find_service(state, request.match_info["name"]).value
-    follow = request.query.get("follow") in ("1", "true")
-    tail_text = request.query.get("tail")
-    tail = int(tail_text) if tail_text and tail_text.isdigit() else None
-    local = [
-        t for t in state.tasks_of(found.id) if t.node_id == ctx.node_id and t.status.container_id
-    ]
-    resp = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
-    await resp.prepare(request)
-    queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=1000)
-
-    async def pump(task_name: str, container_id: str) -> None:
-        try:
-            async for line in ctx.runtime.logs(container_id, follow=follow, tail=tail):
-                await queue.put(f"{task_name} | ".encode() + line.rstrip(b"\n") + b"\n")
-        except SwarmliteError:
-            pass
-        finally:
-            await queue.put(None)
-
-    pumps = [asyncio.create_task(pump(t.name, t.status.container_id)) for t in local]
-    open_pumps = len(pumps)
-    try:
-        while open_pumps:
-            item = await queue.get()
-            if item is None:
-                open_pumps -= 1
-                continue
-            await resp.write(item)
-    finally:
-        for p in pumps:
-            p.cancel()
-    await resp.write_eof()
-    return resp
 
 
 async def agent_session(request: web.Request) -> web.StreamResponse:

@@ -1,4 +1,5 @@
-"""The API a worker node serves: its CA and its own info; everything else says where to go.
+"""The API a worker node serves: its CA, its own info and (to managers) its part of a
+service's logs; everything else says where to go.
 
 Workers hold no cluster state. Like Docker, a management call on a worker is refused
 with a message that names what to do instead.
@@ -8,6 +9,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from swarmlite.agent.runtime import DockerRuntime
+from swarmlite.api.logs import NODE_LOGS_PREFIX, NODE_LOGS_ROLES, register_node_logs
 from swarmlite.api.models import ClusterInfo
 from swarmlite.api.server import VERSION, _json, error_middleware
 from swarmlite.errors import DaemonError
@@ -19,9 +22,12 @@ NOT_A_MANAGER = (
 )
 
 
-def build_worker_app(node_id: str, ca_pem: str) -> web.Application:
+def build_worker_app(node_id: str, ca_pem: str, runtime: DockerRuntime) -> web.Application:
     # Any cluster identity may ask; non-info paths answer with where to go instead.
-    policy = allow_roles({}, default=("admin", "manager", "worker"))
+    # A manager may read this node's part of a service's logs.
+    policy = allow_roles(
+        {NODE_LOGS_PREFIX: NODE_LOGS_ROLES}, default=("admin", "manager", "worker")
+    )
     app = web.Application(middlewares=[error_middleware, mtls_middleware(policy)])
 
     async def info(request: web.Request) -> web.Response:
@@ -41,5 +47,6 @@ def build_worker_app(node_id: str, ca_pem: str) -> web.Application:
 
     app.router.add_get("/v1/ca", ca_handler(ca_pem))
     app.router.add_get("/v1/info", info)
+    register_node_logs(app, runtime)
     app.router.add_route("*", "/v1/{tail:.*}", elsewhere)
     return app

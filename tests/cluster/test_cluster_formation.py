@@ -15,9 +15,10 @@ import pytest
 
 from swarmlite.security.ca import ClusterCA
 from swarmlite.security.tokens import JoinToken
-from tests.cluster.harness import API_PORT, DATA_DIR, Cluster, wait_until
+from tests.cluster.harness import API_PORT, DATA_DIR, Cluster, Node, wait_until
 from tests.cluster.support import (
     PUBLISHED,
+    WEB_IMAGE,
     Formed,
     answering_hosts,
     assert_no_duplicates,
@@ -25,6 +26,7 @@ from tests.cluster.support import (
     form_cluster,
     printed_join_commands,
     running_by_node,
+    write_stack,
 )
 
 pytestmark = pytest.mark.cluster
@@ -155,3 +157,58 @@ def test_every_node_routes_to_replicas_on_other_nodes(formed: Formed) -> None:
     for node in empty:
         assert len(answering_hosts([node.ip], tries=12)) == 2, node
     print(f"mesh answers over {len(ips)} nodes on port {PUBLISHED}: {dict(seen)}")
+
+
+def test_service_logs_gather_every_nodes_replicas(formed: Formed) -> None:
+    cluster, first = formed.cluster, formed.managers[0]
+    stack = write_stack(
+        cluster,
+        "formation-talker",
+        f"""services:
+  talker:
+    image: {WEB_IMAGE}
+    entrypoint: ["/bin/sh", "-c", "echo talker says hi; exec sleep 600"]
+    deploy:
+      mode: global
+""",
+    )
+    cluster.exec(first, "deploy", "-f", stack, "--stack", STACK, check=True)
+    service = f"{STACK}_talker"
+    cluster.wait_running(first, service, len(formed.nodes), timeout=90)
+    expected = {f"{service}.{n.node_id[:12]} | talker says hi" for n in formed.nodes}
+
+    def lines(via: Node) -> set[str]:
+        out = cluster.exec(via, "service", "logs", service, check=True).stdout
+        return {line.strip() for line in out.splitlines() if line.strip()}
+
+    # A replica's first line may take a moment after it runs.
+    wait_until(lambda: lines(first) >= expected, timeout=30, what="every node's line")
+    # Any manager answers with every node's lines, workers' and other managers'.
+    assert lines(formed.managers[1]) == expected
+    # A worker's identity may not read another node's logs: only managers may.
+    worker, other = formed.workers
+    certs = {
+        name: cluster.sh(worker, f"cat {DATA_DIR}/certs/{name}", check=True).stdout
+        for name in ("ca.crt", "node.crt", "node.key")
+    }
+    answers = asyncio.run(_get_with_cert(other.ip, certs, f"/v1/node/services/{service}/logs"))
+    assert answers.startswith("403"), answers
+    cluster.exec(first, "service", "rm", service, check=True)
+
+
+async def _get_with_cert(ip: str, certs: dict[str, str], path: str) -> str:
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        Path(tmp, "c.pem").write_text(certs["node.crt"])
+        Path(tmp, "k.pem").write_text(certs["node.key"])
+        context = ssl.create_default_context(cadata=certs["ca.crt"])
+        context.check_hostname = False
+        context.load_cert_chain(Path(tmp, "c.pem"), Path(tmp, "k.pem"))
+    timeout = aiohttp.ClientTimeout(total=10)
+    async with (
+        aiohttp.ClientSession(timeout=timeout) as http,
+        http.get(f"https://{ip}:{API_PORT}{path}", ssl=context) as resp,
+    ):
+        return f"{resp.status} {await resp.text()}"

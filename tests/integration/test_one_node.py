@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import SwarmNode, wait_until
+from tests.integration.harness import REPO, SWARMLITE, SwarmNode, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -167,3 +167,44 @@ def test_sigkilled_daemon_adopts_its_containers(node: SwarmNode, tmp_path: Path)
     ).stdout.split()
     assert sorted(all_ids) == before
     node.cli("service", "rm", "adopt_web")
+
+
+TALKER = """
+services:
+  talker:
+    image: swarmlite/demo-web:1
+    entrypoint: ["/bin/sh", "-c",
+                 "for i in 1 2 3; do echo line $$i; done; sleep 3; echo late line; exec sleep 600"]
+    deploy:
+      replicas: 2
+"""
+
+
+def test_service_logs_tail_and_follow(node: SwarmNode, tmp_path: Path) -> None:
+    assert node.deploy(write(tmp_path, TALKER), "talk").returncode == 0
+    tasks = node.wait_running("talk_talker", 2)
+    names = {f"talk_talker.{t['slot']}" for t in tasks}
+    # Followed from the start, the late line arrives while the stream is open.
+    follow = subprocess.Popen(
+        [*SWARMLITE, "service", "logs", "-f", "talk_talker", "--data-dir", str(node.data_dir)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+    try:
+        assert follow.stdout is not None
+        seen: list[str] = []
+        deadline = time.monotonic() + 20
+        while sum("late line" in s for s in seen) < 2 and time.monotonic() < deadline:
+            seen.append(follow.stdout.readline().strip())
+        assert {f"{n} | late line" for n in names} <= set(seen), seen
+        assert {f"{n} | line 1" for n in names} <= set(seen), seen
+    finally:
+        follow.terminate()
+        follow.wait(10)
+    # --tail 2: each replica's last two lines, prefixed with its task.
+    out = node.cli("service", "logs", "--tail", "2", "talk_talker", check=True).stdout
+    assert sorted(out.splitlines()) == sorted(
+        f"{n} | {line}" for n in names for line in ("line 3", "late line")
+    ), out
+    node.cli("stack", "rm", "talk", check=True)
