@@ -54,14 +54,6 @@ async def test_drained_gives_up_after_the_timeout() -> None:
 
 
 @pytest.fixture
-async def mesh() -> AsyncIterator[MeshProxy]:
-    m = MeshProxy("n1", bind_host="127.0.0.1")
-    await m.start()
-    yield m
-    await m.stop(grace=0.5)
-
-
-@pytest.fixture
 async def tcp_backends() -> AsyncIterator[list[TcpBackend]]:
     port = free_port(BACKEND_IPS[0])
     started = [await TcpBackend(f"b{i}", ip, port).start() for i, ip in enumerate(BACKEND_IPS[:2])]

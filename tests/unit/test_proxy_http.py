@@ -105,14 +105,6 @@ async def backends() -> AsyncIterator[list[HttpBackend]]:
 
 
 @pytest.fixture
-async def mesh() -> AsyncIterator[MeshProxy]:
-    m = MeshProxy("n1", bind_host="127.0.0.1")
-    await m.start()
-    yield m
-    await m.stop(grace=0.5)
-
-
-@pytest.fixture
 async def client() -> AsyncIterator[aiohttp.ClientSession]:
     conn = aiohttp.TCPConnector(limit=1)  # one client connection: keep-alive throughout
     async with aiohttp.ClientSession(

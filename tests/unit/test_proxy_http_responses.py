@@ -8,9 +8,6 @@ hop-by-hop headers and malformed answers.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-
-import pytest
 
 from swarmlite.proxy.http_upstream import _hop_free
 from swarmlite.proxy.mesh import MeshProxy
@@ -42,14 +39,6 @@ class ScriptedBackend:
             pass
         finally:
             w.close()
-
-
-@pytest.fixture
-async def mesh() -> AsyncIterator[MeshProxy]:
-    m = MeshProxy("n1", bind_host="127.0.0.1")
-    await m.start()
-    yield m
-    await m.stop(grace=0.5)
 
 
 async def _through(mesh: MeshProxy, pieces: list[bytes]) -> tuple[ScriptedBackend, int]:

@@ -33,14 +33,6 @@ async def backends() -> AsyncIterator[list[TcpBackend]]:
         await b.stop()
 
 
-@pytest.fixture
-async def mesh() -> AsyncIterator[MeshProxy]:
-    m = MeshProxy("n1", bind_host="127.0.0.1")
-    await m.start()
-    yield m
-    await m.stop(grace=0.5)
-
-
 def _svc(port: int, bs: list[TcpBackend], *extra_ips: str) -> object:
     tasks = tuple(backend(b.name, b.host) for b in bs)
     tasks += tuple(backend(f"dead{i}", ip) for i, ip in enumerate(extra_ips))

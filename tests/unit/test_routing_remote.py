@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -140,14 +139,6 @@ def test_build_routes_copies_remote_ports() -> None:
 
 
 # ---- a real mesh over loopback ------------------------------------------------------
-
-
-@pytest.fixture
-async def mesh() -> AsyncIterator[MeshProxy]:
-    m = MeshProxy("n1", bind_host="127.0.0.1")
-    await m.start()
-    yield m
-    await m.stop(grace=0.5)
 
 
 async def _ask(port: int) -> bytes:
