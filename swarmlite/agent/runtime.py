@@ -32,6 +32,7 @@ import requests.exceptions
 from swarmlite.agent import docker_networks, netlink
 from swarmlite.agent.containers import (
     LABEL_NODE,
+    LABEL_SERVICE_ID,
     ContainerInfo,
     NodeNamespace,
     bridge_name,
@@ -288,15 +289,16 @@ class DockerRuntime:
 
         await self._run(f"remove container {container_id[:12]}", remove)
 
-    async def list_own(self) -> list[ContainerInfo]:
-        """Every container (running or not) labelled with this node's id."""
+    async def list_own(self, service_id: str | None = None) -> list[ContainerInfo]:
+        """Every container (running or not) labelled with this node's id (and
+        ``service_id``, if given)."""
+        labels = [f"{LABEL_NODE}={self.node_id}"]
+        if service_id is not None:
+            labels.append(f"{LABEL_SERVICE_ID}={service_id}")
         ids = await self._run(
             "list containers",
             lambda: [
-                str(c["Id"])
-                for c in self._client().containers(
-                    all=True, filters={"label": f"{LABEL_NODE}={self.node_id}"}
-                )
+                str(c["Id"]) for c in self._client().containers(all=True, filters={"label": labels})
             ],
         )
         found = await asyncio.gather(*(self.inspect(cid) for cid in ids))

@@ -37,7 +37,7 @@ async def local_lines(
     runtime: DockerRuntime, service_id: str, *, follow: bool, tail: int | None
 ) -> AsyncIterator[bytes]:
     """This node's containers of ``service_id``, line by line, as ``task | line``."""
-    mine = [c for c in await runtime.list_own() if c.service_id == service_id]
+    mine = await runtime.list_own(service_id)
     streams = [
         _prefixed(runtime, c.id, f"{c.service_name}.{c.slot or c.node_id[:12]}", follow, tail)
         for c in mine
@@ -60,7 +60,7 @@ async def _prefixed(
 async def _remote_lines(
     node: Node, service_id: str, tls: ssl.SSLContext, follow: bool, tail: int | None
 ) -> AsyncIterator[bytes]:
-    api = ApiClient(f"https://{node.addr}:{node.api_port}", tls, timeout=10)
+    api = ApiClient(f"https://{node.addr}:{node.api_port}", tls)
     try:
         async for line in api.node_logs(service_id, follow=follow, tail=tail):
             yield line.encode() + b"\n"
