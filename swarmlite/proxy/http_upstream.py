@@ -242,7 +242,7 @@ class HttpUpstream(asyncio.Protocol):
             self.parser.feed_data(data)
         except httptools.HttpParserError:
             owner.transport.write(self._pass_head(data) if self._head is not None else data)
-            self.done = False
+            self.done = self._plain = False
             self.transport.close()
             owner.upstream_lost(self)
             return
