@@ -59,8 +59,8 @@ demo: install
 define run_pytest
 	@timeout_arg=""; \
 	if $(BIN)/python -c 'import pytest_timeout' 2>/dev/null; then timeout_arg="--timeout=$(PYTEST_TIMEOUT)"; fi; \
-	echo "+ $(BIN)/pytest -q -rfEs $$timeout_arg $(1) $(PYTEST_ARGS)"; \
-	rc=0; $(BIN)/pytest -q -rfEs $$timeout_arg $(1) $(PYTEST_ARGS) || rc=$$?; \
+	echo "+ $(BIN)/pytest -q -rfEsR $$timeout_arg $(1) $(PYTEST_ARGS)"; \
+	rc=0; $(BIN)/pytest -q -rfEsR $$timeout_arg $(1) $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 0 ]; then echo "== $(2): passed"; \
 	elif [ $$rc -eq 5 ]; then echo "== $(2): no tests collected in $(1)"; \
 	else echo "== $(2): FAILED (pytest exit $$rc)"; exit $$rc; fi
