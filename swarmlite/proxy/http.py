@@ -236,12 +236,7 @@ class HttpProxyConnection(asyncio.Protocol):
             if up is not None:
                 self._ctx.begin(target.task_id)
                 self._counted = target.task_id
-                if req.chunks or self._write_paused:
-                    self._bind(up, req)
-                    return
-                self._upstream = up  # the usual request: a head alone, sent at once
-                up.start(self, method=req.method)
-                up.transport.write(req.head)  # type: ignore[arg-type]
+                self._bind(up, req)
                 return
         self._connecting = asyncio.get_running_loop().create_task(self._connect(req, target))
 
