@@ -281,10 +281,7 @@ class HttpProxyConnection(asyncio.Protocol):
     def response_done(self, up: HttpUpstream) -> None:
         req = self._queue.popleft()
         self._upstream = None
-        counted = self._counted
-        if counted is not None:
-            self._counted = None
-            self._ctx.end(counted)
+        self._settle()
         up.finish()
         if not req.complete or self._stopping:
             up.transport.close()

@@ -237,20 +237,19 @@ class HttpUpstream(asyncio.Protocol):
         # Parsed before it is passed on, so a kept-alive response's head is known to
         # need no rewrite (``_plain``) and goes out as it came: the common case.
         self._fresh = self._head == b"" and data.startswith(b"HTTP/1.1 ")
+        self._plain = False  # set by on_headers_complete during the parse
         self.got_response = True
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError:
             owner.transport.write(self._pass_head(data) if self._head is not None else data)
-            self.done = self._plain = False
+            self.done = False
             self.transport.close()
             owner.upstream_lost(self)
             return
         if self._plain and _hop_free(data):
-            self._plain = False
             self._head = None
         elif self._head is not None:
-            self._plain = False
             data = self._pass_head(data)
         owner.transport.write(data)
         if self.done:
