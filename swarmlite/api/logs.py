@@ -20,7 +20,7 @@ from swarmlite.api.client import ApiClient
 from swarmlite.api.context import _ctx, find_service
 from swarmlite.errors import SwarmliteError
 from swarmlite.security.ca import Role
-from swarmlite.spec.objects import Node
+from swarmlite.spec.objects import Node, task_name
 
 NODE_LOGS_PREFIX = "/v1/node/"
 NODE_LOGS_ROLES: tuple[Role, ...] = ("manager",)  # who may read a node's part
@@ -39,7 +39,7 @@ async def local_lines(
     """This node's containers of ``service_id``, line by line, as ``task | line``."""
     mine = await runtime.list_own(service_id)
     streams = [
-        _prefixed(runtime, c.id, f"{c.service_name}.{c.slot or c.node_id[:12]}", follow, tail)
+        _prefixed(runtime, c.id, task_name(c.service_name, c.slot, c.node_id), follow, tail)
         for c in mine
     ]
     async for line in _merged(streams):

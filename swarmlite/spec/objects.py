@@ -59,6 +59,11 @@ class TaskStatus(Frozen, frozen=True):
         return new.state == self.state and new != self
 
 
+def task_name(service_name: str, slot: int, node_id: str) -> str:
+    """``web.2`` for a replicated task, ``web.<node>`` for a global one."""
+    return f"{service_name}.{slot or node_id[:12]}"
+
+
 class Task(Frozen, frozen=True):
     id: str
     service_id: str
@@ -78,7 +83,7 @@ class Task(Frozen, frozen=True):
 
     @property
     def name(self) -> str:
-        return f"{self.service_name}.{self.slot or self.node_id[:12]}"
+        return task_name(self.service_name, self.slot, self.node_id)
 
     @property
     def routable(self) -> bool:
