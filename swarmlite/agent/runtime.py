@@ -49,6 +49,7 @@ from swarmlite.agent.docker_streams import (
     RuntimeEvent,
     line_stream,
 )
+from swarmlite.agent.engine_watch import EngineWatch
 from swarmlite.agent.node_network import own_container_ref
 from swarmlite.agent.secrets import TaskFiles
 from swarmlite.errors import RuntimeFailure, SwarmliteError
@@ -91,6 +92,7 @@ class DockerRuntime:
         self._net_locks: dict[str, asyncio.Lock] = {}
         self._subscriptions: set[EventSubscription] = set()
         self._closed = False
+        self.engine_watch = EngineWatch()
 
     # ---- plumbing -----------------------------------------------------------------
 
@@ -116,10 +118,14 @@ class DockerRuntime:
                 )
             return self._stream_api
 
-    async def _run(self, what: str, fn: Callable[..., T], *args: Any) -> T:
+    async def _run(self, what: str, fn: Callable[..., T], *args: Any, allowance: float = 0) -> T:
+        """``fn(*args)`` in the pool; a call may take ``allowance`` seconds before the
+        engine watch counts it as hanging."""
         if self._closed:
             raise RuntimeFailure(f"{what}: the docker runtime is closed")
         loop = asyncio.get_running_loop()
+        call = self.engine_watch.begin(what, allowance)
+        timed_out = False
         try:
             return await loop.run_in_executor(self._pool, functools.partial(fn, *args))
         except SwarmliteError:
@@ -131,9 +137,12 @@ class DockerRuntime:
             requests.exceptions.RequestException,
             OSError,
         ) as exc:
+            timed_out = isinstance(exc, requests.exceptions.Timeout) or "timed out" in str(exc)
             raise RuntimeFailure(
                 f"{what}: docker engine at {self.docker_host} failed or is unreachable: {exc}"
             ) from exc
+        finally:
+            self.engine_watch.end(call, timed_out=timed_out)
 
     # ---- engine ---------------------------------------------------------------------
 
@@ -272,6 +281,7 @@ class DockerRuntime:
         await self._run(
             f"stop container {container_id[:12]}",
             lambda: stop_container(self._client(), container_id, grace, signal),
+            allowance=grace + 30.0,  # the grace period, then up to 30 s for SIGKILL
         )
 
     async def remove(self, container_id: str) -> None:

@@ -5,7 +5,8 @@ applied in order: stack networks and service VIPs, then the mesh and name server
 the task runner (in node networking mode, ``node_network.py``, no stack networks, and
 the mesh and name server see ``node_local_routes``). Status changes flow back
 batched; after a reconnect the agent resends everything it knows, so the manager
-never misses a final state.
+never misses a final state. The Docker engine's health (``engine_watch``) is checked
+every few seconds and reported once per session and whenever it changes.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from swarmlite.agent.runtime import DockerRuntime
 from swarmlite.agent.worker import TaskRunner
 from swarmlite.api.agent_protocol import (
     Assignments,
+    EngineReport,
     Hello,
     StatusReport,
     TaskUpdate,
@@ -38,6 +40,8 @@ from swarmlite.spec.objects import Network, NodeResources, Platform, TaskStatus
 from swarmlite.spec.routes import RoutesSnapshot
 
 log = logging.getLogger("swarmlite.agent")
+
+ENGINE_CHECK_EVERY = 5.0  # seconds between looks at the engine watch
 
 
 class NodeAgent:
@@ -74,6 +78,9 @@ class NodeAgent:
         self._unremoved: set[str] = set()  # networks to remove once no container uses them
         self._retrier: asyncio.Task[None] | None = None
         self._task: asyncio.Task[None] | None = None
+        self._watcher: asyncio.Task[None] | None = None
+        self._engine = ""  # the engine's problem as last seen; "" while it answers
+        self._engine_sent: str | None = None  # as last told this session's manager
         self.connected = asyncio.Event()
         self.last_routes: RoutesSnapshot | None = None
 
@@ -84,9 +91,10 @@ class NodeAgent:
             await self.names.start()
         await self.runner.start()
         self._task = asyncio.create_task(self._session_loop(), name="agent-session")
+        self._watcher = asyncio.create_task(self._watch_engine(), name="engine-watch")
 
     async def stop(self) -> None:
-        for task in (self._task, self._retrier):
+        for task in (self._task, self._watcher, self._retrier):
             if task:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -96,6 +104,19 @@ class NodeAgent:
     def _queue_report(self, task_id: str, status: TaskStatus) -> None:
         self._outbox[task_id] = status
         self._outbox_ready.set()
+
+    async def _watch_engine(self) -> None:
+        while True:
+            await asyncio.sleep(ENGINE_CHECK_EVERY)
+            problem = self.runtime.engine_watch.problem()
+            if problem == self._engine:
+                continue
+            if problem:
+                log.error("node=%s %s", self.node_id[:12], problem)
+            else:
+                log.info("node=%s docker engine answers again", self.node_id[:12])
+            self._engine = problem
+            self._outbox_ready.set()
 
     async def _hello(self) -> Hello:
         cpus, memory, os_name, arch = await self.runtime.info()
@@ -124,6 +145,7 @@ class NodeAgent:
                         # Resend everything known: the manager may have missed reports.
                         for task_id, status in self.runner.statuses().items():
                             self._outbox.setdefault(task_id, status)
+                        self._engine_sent = None
                         self._outbox_ready.set()
                         self.connected.set()
                         backoff = 0.1
@@ -155,6 +177,10 @@ class NodeAgent:
         while True:
             await self._outbox_ready.wait()
             self._outbox_ready.clear()
+            if self._engine_sent != self._engine:
+                engine = self._engine
+                await ws.send_str(encoder.encode(EngineReport(problem=engine)).decode())
+                self._engine_sent = engine
             batch, self._outbox = self._outbox, {}
             if not batch:
                 continue

@@ -1,6 +1,7 @@
 """Messages of the agent session: one websocket per node, JSON frames (msgspec).
 
-agent -> manager: Hello first, then StatusReport whenever observed state changes.
+agent -> manager: Hello first, then StatusReport whenever observed state changes, and
+EngineReport once per session and whenever the engine's health changes.
 manager -> agent: Assignments whenever the node's tasks or the routing view change;
 always the complete set (level-triggered), never a delta.
 """
@@ -31,6 +32,10 @@ class StatusReport(msgspec.Struct, frozen=True, tag="status"):
     updates: tuple[TaskUpdate, ...]
 
 
+class EngineReport(msgspec.Struct, frozen=True, tag="engine"):
+    problem: str  # "" while the node's Docker engine answers (``agent.engine_watch``)
+
+
 class FileData(msgspec.Struct, frozen=True):
     """A secret's or config's content for this node's tasks (base64; plaintext for
     secrets, which is why it only ever travels over the mutual-TLS session)."""
@@ -57,7 +62,7 @@ class Assignments(msgspec.Struct, frozen=True, tag="assignments"):
     configs: tuple[FileData, ...] = ()
 
 
-AgentMessage = Hello | StatusReport
+AgentMessage = Hello | StatusReport | EngineReport
 ManagerMessage = Assignments
 
 agent_decoder = msgspec.json.Decoder(AgentMessage)

@@ -122,6 +122,8 @@ def pretty_node(node: Node) -> str:
     _kv(lines, "State", node.status.state.capitalize(), 1)
     if node.status.message:
         _kv(lines, "Message", node.status.message, 1)
+    if node.status.engine:
+        _kv(lines, "Engine", node.status.engine, 1)
     _kv(lines, "Availability", node.availability.capitalize(), 1)
     _kv(lines, "Address", f"{node.addr}:{node.api_port}", 1)
     _kv(lines, "Role", node.role, 1)

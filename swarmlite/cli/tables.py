@@ -126,7 +126,8 @@ def node_rows(
             [
                 node_id,
                 node.hostname,
-                node.status.state.capitalize(),
+                node.status.state.capitalize()
+                + (" (engine unresponsive)" if node.status.engine else ""),
                 node.availability.capitalize(),
                 manager_status(
                     node, local_id=local_id, local_is_leader=local_is_leader, leader_id=leader_id

@@ -20,6 +20,7 @@ from aiohttp import WSMsgType, web
 
 from swarmlite.api.agent_protocol import (
     Assignments,
+    EngineReport,
     FileData,
     Hello,
     StatusReport,
@@ -177,6 +178,8 @@ class Dispatcher:
                 report = agent_decoder.decode(msg.data)
                 if isinstance(report, StatusReport):
                     await self.apply_status(node_id, report.updates)
+                elif isinstance(report, EngineReport):
+                    await self.set_engine(node_id, report.problem)
         finally:
             sender.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -247,6 +250,25 @@ class Dispatcher:
             except ConflictError:
                 continue
         raise SpecError(f"could not register node {hello.node_id}: too many concurrent changes")
+
+    async def set_engine(self, node_id: str, problem: str) -> None:
+        """Record what the node's agent says of its Docker engine ("" = it answers)."""
+        for _ in range(5):
+            current = await self._store.get(Node, node_id)
+            if current is None or current.value.status.engine == problem:
+                return
+            status = msgspec.structs.replace(current.value.status, engine=problem)
+            try:
+                await self._store.update(
+                    current, msgspec.structs.replace(current.value, status=status)
+                )
+            except ConflictError:
+                continue
+            if problem:
+                log.warning("node=%s %s", node_id[:12], problem)
+            else:
+                log.info("node=%s docker engine answers again", node_id[:12])
+            return
 
     async def apply_status(self, node_id: str, updates: Sequence[TaskUpdate]) -> int:
         applied = 0

@@ -20,7 +20,7 @@ import msgspec
 
 from swarmlite.background import BackgroundLoop
 from swarmlite.errors import ConflictError, SwarmliteError
-from swarmlite.spec.objects import Node, NodeStatus
+from swarmlite.spec.objects import Node
 from swarmlite.store.store import Store
 
 log = logging.getLogger("swarmlite.liveness")
@@ -132,7 +132,13 @@ class NodeMonitor(BackgroundLoop):
             current = await self._store.get(Node, node_id)
             if current is None or current.value.status.state == state:
                 return
-            status = NodeStatus(state=state, message=message, heartbeat=self._clock())  # type: ignore[arg-type]
+            # The agent's engine report stays: only its own session replaces it.
+            status = msgspec.structs.replace(
+                current.value.status,
+                state=state,
+                message=message,
+                heartbeat=self._clock(),
+            )
             try:
                 await self._store.update(
                     current, msgspec.structs.replace(current.value, status=status)

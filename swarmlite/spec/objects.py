@@ -197,6 +197,8 @@ class NodeStatus(Frozen, frozen=True):
     state: NodeState = "unknown"
     message: str = ""
     heartbeat: float = 0.0
+    # Why the node's Docker engine does not answer, as its agent reports it; "" if it does.
+    engine: str = ""
 
 
 class Node(Frozen, frozen=True):

@@ -60,6 +60,7 @@ def test_reason_counts_each_node_once_in_filter_order() -> None:
     nodes = [
         node("n1", state="down", labels={"zone": "eu"}),
         node("n2", availability="drain"),
+        node("n7", labels={"zone": "eu"}, engine="docker engine unresponsive: stop timed out"),
         node("n3", labels={"zone": "us"}),
         node("n4", labels={"zone": "us"}),
         node("n5"),
@@ -70,7 +71,8 @@ def test_reason_counts_each_node_once_in_filter_order() -> None:
     assert plan.unplaced == (
         Unplaced(
             "db.1.v1",
-            "no suitable node: 1 node not ready, 1 node paused or drained, "
+            "no suitable node: 1 node not ready, 1 node with an unresponsive docker engine, "
+            "1 node paused or drained, "
             "constraint node.labels.zone==eu fails on 3 nodes, insufficient memory on 1 node",
         ),
     )

@@ -41,6 +41,7 @@ def node(
     os: str = "linux",
     arch: str = "x86_64",
     hostname: str | None = None,
+    engine: str = "",
 ) -> Node:
     return Node(
         id=node_id,
@@ -52,7 +53,7 @@ def node(
         labels=labels or {},
         platform=Platform(os=os, arch=arch),
         resources=NodeResources(cpus=cpus, memory=memory),
-        status=NodeStatus(state=state),
+        status=NodeStatus(state=state, engine=engine),
     )
 
 

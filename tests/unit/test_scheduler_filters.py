@@ -8,6 +8,7 @@ from swarmlite.errors import SpecError
 from swarmlite.manager.scheduler import (
     AvailabilityFilter,
     ConstraintFilter,
+    EngineFilter,
     HostPortFilter,
     MaxReplicasFilter,
     NodeInfo,
@@ -38,6 +39,13 @@ def test_ready_node_filter() -> None:
     assert not f.check(WEB, info(node("n1", state="unknown")))
     assert f.explain(1) == "1 node not ready"
     assert f.explain(3) == "3 nodes not ready"
+
+
+def test_engine_filter() -> None:
+    f = EngineFilter()
+    assert f.check(WEB, info(node("n1")))
+    assert not f.check(WEB, info(node("n1", engine="docker engine unresponsive: x")))
+    assert f.explain(1) == "1 node with an unresponsive docker engine"
 
 
 def test_availability_filter() -> None:
@@ -110,7 +118,7 @@ def test_volume_affinity_filter() -> None:
 def test_pipeline_enables_only_what_the_spec_asks_for() -> None:
     infos = build_node_infos([node("n1")], [])
     plain = Pipeline.for_task(WEB, infos, {})
-    assert [f.name for f in plain.filters] == ["ready", "availability"]
+    assert [f.name for f in plain.filters] == ["ready", "engine", "availability"]
     rich = task(
         spec(
             "db",
@@ -126,6 +134,7 @@ def test_pipeline_enables_only_what_the_spec_asks_for() -> None:
     names = [f.name for f in Pipeline.for_task(rich, infos, vols).filters]
     assert names == [
         "ready",
+        "engine",
         "availability",
         "constraint",
         "resources",

@@ -19,6 +19,7 @@ from swarmlite.manager.scheduler.constraints import (
 from swarmlite.manager.scheduler.filters import (
     AvailabilityFilter,
     ConstraintFilter,
+    EngineFilter,
     Filter,
     HostPortFilter,
     MaxReplicasFilter,
@@ -35,6 +36,7 @@ __all__ = [
     "AvailabilityFilter",
     "Constraint",
     "ConstraintFilter",
+    "EngineFilter",
     "Filter",
     "HostPortFilter",
     "MaxReplicasFilter",

@@ -50,6 +50,23 @@ class ReadyNodeFilter:
         return f"{nodes(count_failed)} not ready"
 
 
+class EngineFilter:
+    """A node whose agent reports its Docker engine unresponsive takes no new task:
+    it could not start it, and the engine may never answer for it."""
+
+    name = "engine"
+    static = True
+
+    def enabled(self, task: Task) -> bool:
+        return True
+
+    def check(self, task: Task, info: NodeInfo) -> bool:
+        return not info.node.status.engine
+
+    def explain(self, count_failed: int) -> str:
+        return f"{nodes(count_failed)} with an unresponsive docker engine"
+
+
 class AvailabilityFilter:
     name = "availability"
     static = True

@@ -8,6 +8,7 @@ from swarmlite.manager.scheduler.constraints import parse_constraints
 from swarmlite.manager.scheduler.filters import (
     AvailabilityFilter,
     ConstraintFilter,
+    EngineFilter,
     Filter,
     HostPortFilter,
     MaxReplicasFilter,
@@ -42,7 +43,7 @@ def build_filters(
 ) -> list[Filter]:
     """Every filter for ``task``'s spec, in pipeline order (raises SpecError)."""
     placement = task.spec.placement
-    filters: list[Filter] = [ReadyNodeFilter(), AvailabilityFilter()]
+    filters: list[Filter] = [ReadyNodeFilter(), EngineFilter(), AvailabilityFilter()]
     filters.extend(ConstraintFilter(c) for c in parse_constraints(placement.constraints))
     filters.extend((ResourceFilter("cpu"), ResourceFilter("memory")))
     filters.append(MaxReplicasFilter(placement.max_replicas_per_node or 0))
