@@ -3,14 +3,7 @@
 from __future__ import annotations
 
 from swarmlite.agent.engine_watch import EngineWatch
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.unit.clock import Clock
 
 
 def test_quick_calls_leave_the_engine_answering() -> None:

@@ -13,6 +13,7 @@ from swarmlite.proxy.table import (
 )
 from swarmlite.spec.routes import Backend
 from swarmlite.spec.service import PortSpec
+from tests.unit.clock import Clock
 from tests.unit.test_proxy_support import backend, route, snapshot
 
 
@@ -33,14 +34,6 @@ def test_picker_replace_keeps_rotation_and_drops_removed() -> None:
     picks = [p.pick() for _ in range(10)]
     assert _t(2) not in picks
     assert set(picks) == {_t(1), _t(3)}
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_picker_skips_a_failed_target_until_its_fail_timeout() -> None:
