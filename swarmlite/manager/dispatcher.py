@@ -28,7 +28,7 @@ from swarmlite.api.agent_protocol import (
     agent_decoder,
     encoder,
 )
-from swarmlite.errors import AuthError, ConflictError, SpecError, SwarmliteError
+from swarmlite.errors import AuthError, ConflictError, SwarmliteError
 from swarmlite.manager.liveness import DEFAULT_TTL, Heartbeat
 from swarmlite.manager.routes import build_routes
 from swarmlite.security.keeper import SecretKeeper
@@ -228,47 +228,42 @@ class Dispatcher:
     async def _register(self, hello: Hello) -> bool:
         """Mark a known node ready with what it reports; False for a node the cluster
         does not know (removed with ``node rm``): it must join again."""
-        for _ in range(10):
-            current = await self._store.get(Node, hello.node_id)
-            if current is None:
-                return False
-            status = NodeStatus(state="ready", message="session open", heartbeat=self._clock())
-            try:
-                await self._store.update(
-                    current,
-                    msgspec.structs.replace(
-                        current.value,
-                        hostname=hello.hostname,
-                        addr=hello.addr,
-                        api_port=hello.api_port,
-                        platform=hello.platform,
-                        resources=hello.resources,
-                        status=status,
-                    ),
-                )
-                return True
-            except ConflictError:
-                continue
-        raise SpecError(f"could not register node {hello.node_id}: too many concurrent changes")
+        status = NodeStatus(state="ready", message="session open", heartbeat=self._clock())
+
+        def change(node: Node) -> Node:
+            return msgspec.structs.replace(
+                node,
+                hostname=hello.hostname,
+                addr=hello.addr,
+                api_port=hello.api_port,
+                platform=hello.platform,
+                resources=hello.resources,
+                status=status,
+            )
+
+        return await self._store.modify(Node, hello.node_id, change, attempts=10) is not None
 
     async def set_engine(self, node_id: str, problem: str) -> None:
         """Record what the node's agent says of its Docker engine ("" = it answers)."""
-        for _ in range(5):
-            current = await self._store.get(Node, node_id)
-            if current is None or current.value.status.engine == problem:
-                return
-            status = msgspec.structs.replace(current.value.status, engine=problem)
-            try:
-                await self._store.update(
-                    current, msgspec.structs.replace(current.value, status=status)
-                )
-            except ConflictError:
-                continue
-            if problem:
-                log.warning("node=%s %s", node_id[:12], problem)
-            else:
-                log.info("node=%s docker engine answers again", node_id[:12])
+
+        def change(node: Node) -> Node | None:
+            if node.status.engine == problem:
+                return None
+            return msgspec.structs.replace(
+                node, status=msgspec.structs.replace(node.status, engine=problem)
+            )
+
+        try:
+            written = await self._store.modify(Node, node_id, change)
+        except ConflictError as exc:
+            log.warning("could not record node=%s engine report: %s", node_id[:12], exc)
             return
+        if written is None:
+            return
+        if problem:
+            log.warning("node=%s %s", node_id[:12], problem)
+        else:
+            log.info("node=%s docker engine answers again", node_id[:12])
 
     async def apply_status(self, node_id: str, updates: Sequence[TaskUpdate]) -> int:
         applied = 0

@@ -19,7 +19,7 @@ import aetcd
 import msgspec
 
 from swarmlite.background import BackgroundLoop
-from swarmlite.errors import ConflictError, SwarmliteError
+from swarmlite.errors import SwarmliteError
 from swarmlite.spec.objects import Node
 from swarmlite.store.store import Store
 
@@ -128,32 +128,26 @@ class NodeMonitor(BackgroundLoop):
                 await self.set_state(node.value.id, "down", "heartbeat failure")
 
     async def set_state(self, node_id: str, state: str, message: str) -> None:
-        for _ in range(5):
-            current = await self._store.get(Node, node_id)
-            if current is None or current.value.status.state == state:
-                return
+        def change(node: Node) -> Node | None:
+            if node.status.state == state:
+                return None
             # The agent's engine report stays: only its own session replaces it.
             status = msgspec.structs.replace(
-                current.value.status,
-                state=state,
-                message=message,
-                heartbeat=self._clock(),
+                node.status, state=state, message=message, heartbeat=self._clock()
             )
-            try:
-                await self._store.update(
-                    current, msgspec.structs.replace(current.value, status=status)
-                )
-                log.log(
-                    logging.WARNING if state == "down" else logging.INFO,
-                    "node=%s hostname=%s is %s (%s)",
-                    node_id[:12],
-                    current.value.hostname,
-                    state,
-                    message,
-                )
-                return
-            except ConflictError:
-                continue
-            except SwarmliteError as exc:
-                log.warning("could not mark node=%s %s: %s", node_id[:12], state, exc)
-                return
+            return msgspec.structs.replace(node, status=status)
+
+        try:
+            written = await self._store.modify(Node, node_id, change)
+        except SwarmliteError as exc:
+            log.warning("could not mark node=%s %s: %s", node_id[:12], state, exc)
+            return
+        if written is not None:
+            log.log(
+                logging.WARNING if state == "down" else logging.INFO,
+                "node=%s hostname=%s is %s (%s)",
+                node_id[:12],
+                written.value.hostname,
+                state,
+                message,
+            )

@@ -180,6 +180,25 @@ class Store:
         revision = await self.commit([Put(new, old.revision)])
         return Versioned(new, revision)
 
+    async def modify(
+        self, kind: type[T], obj_id: str, change: Callable[[T], T | None], attempts: int = 5
+    ) -> Versioned[T] | None:
+        """Write ``change`` of the stored object, compare-and-swap, re-reading and trying
+        again on a conflict. None when the object is absent or ``change`` returns None
+        (nothing to write); ConflictError after ``attempts`` conflicts."""
+        for _ in range(attempts):
+            current = await self.get(kind, obj_id)
+            if current is None:
+                return None
+            new = change(current.value)
+            if new is None:
+                return None
+            try:
+                return await self.update(current, new)
+            except ConflictError:
+                continue
+        raise ConflictError(f"{kind.__name__.lower()} {obj_id}: too many concurrent changes")
+
     async def delete(self, kind: type[Any], obj_id: str, expect: int) -> None:
         await self.commit([Delete(kind, obj_id, expect)])
 
