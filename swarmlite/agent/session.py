@@ -21,6 +21,7 @@ import ssl
 from collections.abc import Callable, Sequence
 
 import aiohttp
+import msgspec
 
 from swarmlite.agent.node_network import node_local_routes
 from swarmlite.agent.runtime import DockerRuntime
@@ -31,8 +32,8 @@ from swarmlite.api.agent_protocol import (
     Hello,
     StatusReport,
     TaskUpdate,
+    decode_manager_message,
     encoder,
-    manager_decoder,
 )
 from swarmlite.proxy.dns import ServiceNameServer
 from swarmlite.proxy.mesh import MeshProxy
@@ -160,12 +161,24 @@ class NodeAgent:
 
     async def _run_session(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         sender = asyncio.create_task(self._send_reports(ws))
+        skipped: set[str] = set()
         try:
             async for msg in ws:
                 if msg.type == aiohttp.WSMsgType.TEXT:
-                    message = manager_decoder.decode(msg.data)
+                    try:
+                        message = decode_manager_message(msg.data)
+                    except msgspec.DecodeError as exc:
+                        log.warning("closing session: malformed message from manager: %s", exc)
+                        break
                     if isinstance(message, Assignments):
                         await self.apply(message)
+                    elif message.type not in skipped:
+                        skipped.add(message.type)
+                        log.warning(
+                            "manager sent message type %r, unknown to this node (a newer "
+                            "swarmlite?): skipped",
+                            message.type,
+                        )
                 elif msg.type in (aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSE):
                     break
         finally:

@@ -4,6 +4,11 @@ agent -> manager: Hello first, then StatusReport whenever observed state changes
 EngineReport once per session and whenever the engine's health changes.
 manager -> agent: Assignments whenever the node's tasks or the routing view change;
 always the complete set (level-triggered), never a delta.
+
+Compatibility across versions, for clusters upgraded one node at a time: a field added
+to a message has a default (older peers drop fields they do not know, newer ones fill
+the default in), and a message of a type the receiver does not know decodes as
+``Unknown``, which the receiver logs and skips instead of ending the session.
 """
 
 from __future__ import annotations
@@ -62,9 +67,44 @@ class Assignments(msgspec.Struct, frozen=True, tag="assignments"):
     configs: tuple[FileData, ...] = ()
 
 
+class Unknown(msgspec.Struct, frozen=True):
+    """A message whose type this version does not know: sent by a newer peer."""
+
+    type: str = ""
+
+
 AgentMessage = Hello | StatusReport | EngineReport
 ManagerMessage = Assignments
 
-agent_decoder = msgspec.json.Decoder(AgentMessage)
-manager_decoder = msgspec.json.Decoder(ManagerMessage)
+_agent_decoder = msgspec.json.Decoder(AgentMessage)
+_manager_decoder = msgspec.json.Decoder(ManagerMessage)
+_unknown_decoder = msgspec.json.Decoder(Unknown)
+_AGENT_TYPES = frozenset(str(t.__struct_config__.tag) for t in (Hello, StatusReport, EngineReport))
+_MANAGER_TYPES = frozenset({str(Assignments.__struct_config__.tag)})
 encoder = msgspec.json.Encoder()
+
+
+def decode_agent_message(data: bytes | str) -> AgentMessage | Unknown:
+    """An agent's message; raises ``msgspec.DecodeError`` for malformed JSON or a known
+    type with wrong fields."""
+    try:
+        return _agent_decoder.decode(data)
+    except msgspec.ValidationError as err:
+        return _unknown_or_raise(data, _AGENT_TYPES, err)
+
+
+def decode_manager_message(data: bytes | str) -> ManagerMessage | Unknown:
+    """A manager's message; raises as ``decode_agent_message`` does."""
+    try:
+        return _manager_decoder.decode(data)
+    except msgspec.ValidationError as err:
+        return _unknown_or_raise(data, _MANAGER_TYPES, err)
+
+
+def _unknown_or_raise(
+    data: bytes | str, known: frozenset[str], err: msgspec.ValidationError
+) -> Unknown:
+    message = _unknown_decoder.decode(data)
+    if not message.type or message.type in known:
+        raise err  # a known (or untyped) message with wrong fields: malformed
+    return message

@@ -25,7 +25,8 @@ from swarmlite.api.agent_protocol import (
     Hello,
     StatusReport,
     TaskUpdate,
-    agent_decoder,
+    Unknown,
+    decode_agent_message,
     encoder,
 )
 from swarmlite.errors import AuthError, ConflictError, SwarmliteError
@@ -159,7 +160,12 @@ class Dispatcher:
         if first.type != WSMsgType.TEXT:
             await ws.close(message=b"expected hello")
             return ws
-        hello = agent_decoder.decode(first.data)
+        try:
+            hello = decode_agent_message(first.data)
+        except msgspec.DecodeError as exc:
+            log.warning("session refused node=%s: malformed hello: %s", node_id[:12], exc)
+            await ws.close(message=b"malformed hello")
+            return ws
         if not isinstance(hello, Hello) or hello.node_id != node_id:
             await ws.close(message=b"hello does not match the certificate's node id")
             return ws
@@ -171,15 +177,29 @@ class Dispatcher:
         await heartbeat.start()
         log.info("session open node=%s hostname=%s", node_id[:12], hello.hostname)
         sender = asyncio.create_task(self._send_loop(ws, node_id))
+        skipped: set[str] = set()
         try:
             async for msg in ws:
                 if msg.type != WSMsgType.TEXT:
                     continue
-                report = agent_decoder.decode(msg.data)
+                try:
+                    report = decode_agent_message(msg.data)
+                except msgspec.DecodeError as exc:
+                    log.warning("closing session node=%s: malformed message: %s", node_id[:12], exc)
+                    await ws.close(message=b"malformed message")
+                    break
                 if isinstance(report, StatusReport):
                     await self.apply_status(node_id, report.updates)
                 elif isinstance(report, EngineReport):
                     await self.set_engine(node_id, report.problem)
+                elif isinstance(report, Unknown) and report.type not in skipped:
+                    skipped.add(report.type)
+                    log.warning(
+                        "node=%s sent message type %r, unknown to this manager (a newer "
+                        "swarmlite?): skipped",
+                        node_id[:12],
+                        report.type,
+                    )
         finally:
             sender.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -12,8 +12,10 @@ from typing import Any
 import aiohttp
 import pytest
 
+from swarmlite.api.agent_protocol import Assignments, Hello, decode_manager_message, encoder
 from swarmlite.config import load_config
 from swarmlite.security.tls import Credentials
+from swarmlite.spec.objects import NodeResources, Platform
 from tests.integration.harness import SwarmNode, wait_until
 
 pytestmark = pytest.mark.integration
@@ -230,3 +232,43 @@ def test_api_refuses_malformed_requests(node: SwarmNode, tmp_path: Path) -> None
     assert [s["name"] for s in after] == [s["name"] for s in before]
     assert [s["desired"] for s in after] == [s["desired"] for s in before]
     assert "junk" not in node.cli("stack", "ls", check=True).stdout
+
+
+def test_agent_session_skips_unknown_messages_and_closes_on_malformed(node: SwarmNode) -> None:
+    """A message type from a newer version is skipped (the session lives on, as in a
+    cluster upgraded one node at a time); a malformed message ends the session only."""
+    [me] = node.json("node", "inspect", node.node_id)
+    hello = Hello(
+        node_id=node.node_id,
+        hostname=me["hostname"],
+        addr=me["addr"],
+        api_port=me["api_port"],
+        platform=Platform(**me["platform"]),
+        resources=NodeResources(**me["resources"]),
+    )
+    ctx = Credentials.load(node.data_dir / "certs").client_context()
+    url = load_config(node.data_dir).api_url + "/v1/agent/session"
+
+    async def session() -> tuple[str, str]:
+        async with aiohttp.ClientSession() as http, http.ws_connect(url, ssl=ctx) as ws:
+            await ws.send_str(encoder.encode(hello).decode())
+            first = await ws.receive(timeout=10)
+            assert first.type == aiohttp.WSMsgType.TEXT, first
+            assert isinstance(decode_manager_message(first.data), Assignments)
+            await ws.send_str('{"type": "from-the-future", "detail": 1}')
+            with pytest.raises(TimeoutError):  # not closed: the session goes on
+                await ws.receive(timeout=2)
+            await ws.send_str('{"type": "status", "updates": 5}')
+            closing = await ws.receive(timeout=10)
+            return str(closing.type), str(closing.extra)
+
+    kind, reason = asyncio.run(session())
+    assert kind == str(aiohttp.WSMsgType.CLOSE) and reason == "malformed message", (kind, reason)
+    log = (node.data_dir / "daemon.log").read_text()
+    assert "sent message type 'from-the-future', unknown to this manager" in log
+    assert "malformed message: Expected `array`, got `int` - at `$.updates`" in log
+    wait_until(
+        lambda: node.json("node", "inspect", node.node_id)[0]["status"]["state"] == "ready",
+        timeout=20,
+        what="node still ready",
+    )
