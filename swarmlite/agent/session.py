@@ -35,6 +35,7 @@ from swarmlite.api.agent_protocol import (
     decode_manager_message,
     encoder,
 )
+from swarmlite.errors import SwarmliteError
 from swarmlite.proxy.dns import ServiceNameServer
 from swarmlite.proxy.mesh import MeshProxy
 from swarmlite.spec.objects import Network, NodeResources, Platform, TaskStatus
@@ -149,17 +150,23 @@ class NodeAgent:
                         self._engine_sent = None
                         self._outbox_ready.set()
                         self.connected.set()
-                        backoff = 0.1
                         log.info("session open manager=%s", url)
-                        await self._run_session(ws)
-                except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                        if await self._run_session(ws):
+                            backoff = 0.1  # a working session: the next failure is news
+                except (aiohttp.ClientError, OSError, TimeoutError, SwarmliteError) as exc:
+                    # SwarmliteError: the engine failed the hello's ``docker info``.
                     log.warning("session to %s failed: %s", url, exc)
+                except Exception:
+                    # Whatever went wrong, the node must not stay without a session.
+                    log.exception("session to %s failed unexpectedly", url)
                 self.connected.clear()
                 index += 1
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
 
-    async def _run_session(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+    async def _run_session(self, ws: aiohttp.ClientWebSocketResponse) -> bool:
+        """Serve one session until it ends; True if the manager sent assignments."""
+        assigned = False
         sender = asyncio.create_task(self._send_reports(ws))
         skipped: set[str] = set()
         try:
@@ -171,6 +178,7 @@ class NodeAgent:
                         log.warning("closing session: malformed message from manager: %s", exc)
                         break
                     if isinstance(message, Assignments):
+                        assigned = True
                         await self.apply(message)
                     elif message.type not in skipped:
                         skipped.add(message.type)
@@ -185,6 +193,7 @@ class NodeAgent:
             sender.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await sender
+        return assigned
 
     async def _send_reports(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         while True:

@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import msgspec
 
@@ -29,6 +29,8 @@ from swarmlite.agent.observe import DRAIN_DELAY, Action, decide, drain_waits, ob
 from swarmlite.agent.runtime import DockerRuntime
 from swarmlite.errors import RuntimeFailure, SwarmliteError
 from swarmlite.spec.objects import Network, Task, TaskState, TaskStatus, Volume
+
+RETRY_PAUSE = 1.0  # seconds a task's failed engine work waits before it is tried again
 
 log = logging.getLogger("swarmlite.agent")
 
@@ -66,9 +68,12 @@ class TaskRunner:
         self._loops: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
+        # Subscribed before the list: a container that exits in between is not missed
+        # (the subscription replays the engine's events from its creation on).
+        events = self._runtime.events()
         await self._relist()
         self._loops = [
-            asyncio.create_task(self._events_loop(), name="agent-events"),
+            asyncio.create_task(self._events_loop(events), name="agent-events"),
             asyncio.create_task(self._reconcile_loop(), name="agent-reconcile"),
         ]
 
@@ -124,10 +129,25 @@ class TaskRunner:
         containers = await self._runtime.list_own()
         self._containers = {c.task_id: c for c in containers if c.task_id}
 
-    async def _events_loop(self) -> None:
-        async for event in self._runtime.events():
-            if event.action == "resync":
+    async def _relist_until_done(self) -> None:
+        """List our containers again, retrying while the engine fails: until it works,
+        what the runner believes of its containers may be out of date."""
+        pause = 0.5
+        while True:
+            try:
                 await self._relist()
+            except SwarmliteError as exc:
+                log.warning("listing containers failed: %s; again in %.1fs", exc, pause)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 10.0)
+            else:
+                self._dirty.set()
+                return
+
+    async def _events_loop(self, events: AsyncIterator[RuntimeEvent]) -> None:
+        async for event in events:
+            if event.action == "resync":
+                await self._relist_until_done()
             elif event.action == "destroy":
                 current = self._containers.get(event.task_id)
                 if current is not None and current.id == event.container_id:
@@ -236,6 +256,14 @@ class TaskRunner:
         async def run() -> None:
             try:
                 await coro  # type: ignore[misc]
+            except SwarmliteError as exc:
+                # The task stays busy through the pause: a failing engine is not retried
+                # in a tight loop.
+                log.warning("task=%s: %s; next try in %.0fs", key[:12], exc, RETRY_PAUSE)
+                await asyncio.sleep(RETRY_PAUSE)
+            except Exception:
+                log.exception("task=%s: unexpected error; next try in %.0fs", key[:12], RETRY_PAUSE)
+                await asyncio.sleep(RETRY_PAUSE)
             finally:
                 self._busy.pop(key, None)
                 self._dirty.set()
@@ -255,6 +283,7 @@ class TaskRunner:
 
     async def _start(self, task: Task) -> None:
         self._report(task.id, _status(TaskState.PREPARING, "preparing"))
+        container_id = ""
         try:
             networks = [self._networks[f"{task.spec.stack}_{n}"] for n in task.spec.networks]
             for net in networks:
@@ -286,12 +315,28 @@ class TaskRunner:
             self._report(
                 task.id, _status(TaskState.REJECTED, "rejected", err=f"network {exc} unknown")
             )
+            return
         except RuntimeFailure as exc:
             self._ready_networks.clear()  # the engine may have lost one: check again
             state = TaskState.REJECTED if "not found" in str(exc) else TaskState.FAILED
             self._report(task.id, _status(state, state.label, err=str(exc)))
         except SwarmliteError as exc:
             self._report(task.id, _status(TaskState.FAILED, "failed", err=str(exc)))
+        else:
+            return
+        known = self._containers.get(task.id)
+        if container_id and (known is None or known.id != container_id):
+            # Created, then the engine failed us before the container was recorded: the
+            # task is reported failed, so its container must not linger unseen.
+            try:
+                await self._runtime.remove(container_id)
+            except SwarmliteError as exc:
+                log.warning(
+                    "task=%s: could not remove its container %s: %s",
+                    task.id[:12],
+                    container_id[:12],
+                    exc,
+                )
 
     async def _read_started(self, task: Task, container_id: str) -> None:
         """Record the task's container as the engine sees it after its start (or failed start)."""
@@ -328,17 +373,20 @@ class TaskRunner:
     async def _stop(self, task: Task, container: ContainerInfo) -> None:
         if task.desired_state > TaskState.RUNNING:
             await self._drain(task)
+        failure: RuntimeFailure | None = None
         try:
             await self._runtime.stop(
                 container.id, grace=task.spec.stop_grace_period, signal=task.spec.stop_signal
             )
         except RuntimeFailure as exc:
-            log.warning("task=%s stop failed: %s", task.id[:12], exc)
+            failure = exc
         info = await self._runtime.inspect(container.id)
         if info is not None:
             self._containers[task.id] = info
             if task.desired_state > TaskState.RUNNING:
                 self._report(task.id, observed_status(task, info))
+        if failure is not None:
+            raise failure  # after recording what the engine shows; ``_spawn`` pauses
 
     async def _remove(self, container: ContainerInfo) -> None:
         try:

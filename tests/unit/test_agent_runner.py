@@ -1,0 +1,194 @@
+"""The agent's task runner when the Docker engine fails under it (a small fake engine)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+
+import msgspec
+import pytest
+
+from swarmlite.agent.containers import ContainerInfo
+from swarmlite.agent.docker_streams import RuntimeEvent
+from swarmlite.agent.worker import TaskRunner
+from swarmlite.errors import RuntimeFailure
+from swarmlite.spec.objects import Network, Task, TaskState, TaskStatus
+from swarmlite.spec.service import ServiceSpec
+
+ALWAYS = 1_000_000
+
+
+class FakeEngine:
+    """The part of ``DockerRuntime`` the runner calls; ``failing[name]`` calls of a
+    method raise as a failing engine does."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.containers: dict[str, ContainerInfo] = {}
+        self.failing: dict[str, int] = {}
+        self.stream: asyncio.Queue[RuntimeEvent] = asyncio.Queue()
+
+    def _call(self, name: str) -> None:
+        self.calls.append(name)
+        if self.failing.get(name, 0) > 0:
+            self.failing[name] -= 1
+            raise RuntimeFailure(f"{name}: the engine failed")
+
+    def events(self) -> AsyncIterator[RuntimeEvent]:
+        self.calls.append("events")
+        return self._events()
+
+    async def _events(self) -> AsyncIterator[RuntimeEvent]:
+        while True:
+            yield await self.stream.get()
+
+    async def list_own(self) -> list[ContainerInfo]:
+        self._call("list_own")
+        return list(self.containers.values())
+
+    async def inspect(self, container_id: str) -> ContainerInfo | None:
+        self._call("inspect")
+        return self.containers.get(container_id)
+
+    async def create(self, task: Task, networks: Sequence[Network]) -> str:
+        self._call("create")
+        self.containers[f"c-{task.id}"] = container(task, "created")
+        return f"c-{task.id}"
+
+    async def start(self, container_id: str) -> None:
+        self._call("start")
+        info = self.containers[container_id]
+        self.containers[container_id] = msgspec.structs.replace(info, state="running")
+
+    async def stop(self, container_id: str, *, grace: float, signal: str | None) -> None:
+        self._call("stop")
+        info = self.containers[container_id]
+        self.containers[container_id] = msgspec.structs.replace(info, state="exited", exit_code=0)
+
+    async def remove(self, container_id: str) -> None:
+        self._call("remove")
+        self.containers.pop(container_id, None)
+
+
+def make_task(desired: TaskState = TaskState.RUNNING) -> Task:
+    spec = ServiceSpec(name="web", stack="shop", image="img", networks=())
+    return Task(
+        id="t1",
+        service_id="s1",
+        service_name="shop_web",
+        slot=1,
+        spec=spec,
+        spec_version=1,
+        spec_hash="h",
+        node_id="n1",
+        desired_state=desired,
+    )
+
+
+def container(task: Task, state: str) -> ContainerInfo:
+    return ContainerInfo(
+        id=f"c-{task.id}",
+        name=task.name,
+        task_id=task.id,
+        service_id=task.service_id,
+        service_name=task.service_name,
+        slot=task.slot,
+        node_id=task.node_id,
+        spec_hash=task.spec_hash,
+        state=state,
+        exit_code=None,
+        health="none",
+        addresses={},
+        started_at=0.0,
+        finished_at=0.0,
+        error="",
+    )
+
+
+class Reports:
+    def __init__(self) -> None:
+        self.last: dict[str, TaskStatus] = {}
+
+    def __call__(self, task_id: str, status: TaskStatus) -> None:
+        self.last[task_id] = status
+
+    async def wait_for(self, task_id: str, state: TaskState, timeout: float = 5.0) -> TaskStatus:
+        async with asyncio.timeout(timeout):
+            while (got := self.last.get(task_id)) is None or got.state != state:
+                await asyncio.sleep(0.01)
+            return got
+
+
+@pytest.fixture
+async def engine() -> FakeEngine:
+    return FakeEngine()
+
+
+async def running(engine: FakeEngine, task: Task, reports: Reports) -> TaskRunner:
+    runner = TaskRunner(engine, "n1", reports)  # type: ignore[arg-type]
+    await runner.start()
+    runner.apply([task], [], [])
+    return runner
+
+
+async def test_it_subscribes_to_events_before_listing_containers(engine: FakeEngine) -> None:
+    runner = TaskRunner(engine, "n1", Reports())  # type: ignore[arg-type]
+    await runner.start()
+    try:
+        # A container that exits between the list and the subscription would be missed.
+        assert engine.calls[:2] == ["events", "list_own"]
+    finally:
+        await runner.stop()
+
+
+async def test_a_failed_list_after_a_resync_is_retried_and_events_keep_coming(
+    engine: FakeEngine,
+) -> None:
+    task, reports = make_task(), Reports()
+    engine.containers["c-t1"] = container(task, "running")
+    runner = await running(engine, task, reports)
+    try:
+        await reports.wait_for("t1", TaskState.RUNNING)
+        engine.failing["list_own"] = 2
+        await engine.stream.put(RuntimeEvent(container_id="", task_id="", action="resync"))
+        engine.containers["c-t1"] = msgspec.structs.replace(
+            engine.containers["c-t1"], state="exited", exit_code=3
+        )
+        die = RuntimeEvent(container_id="c-t1", task_id="t1", action="die", exit_code=3)
+        await engine.stream.put(die)
+        failed = await reports.wait_for("t1", TaskState.FAILED)
+        assert engine.calls.count("list_own") == 4  # start, 2 failures, then success
+        assert failed.exit_code == 3
+    finally:
+        await runner.stop()
+
+
+async def test_a_failing_stop_is_retried_after_a_pause_not_in_a_tight_loop(
+    engine: FakeEngine,
+) -> None:
+    task = make_task(TaskState.SHUTDOWN)
+    engine.containers["c-t1"] = container(task, "running")
+    engine.failing["stop"] = ALWAYS
+    runner = await running(engine, task, Reports())
+    try:
+        await asyncio.sleep(2.5)
+        assert 2 <= engine.calls.count("stop") <= 4, engine.calls.count("stop")
+        engine.failing["stop"] = 0  # the engine is back: the next try stops it
+        await asyncio.sleep(1.5)
+        assert engine.containers["c-t1"].state == "exited"
+    finally:
+        await runner.stop()
+
+
+async def test_a_started_container_it_cannot_read_is_removed_and_the_task_failed(
+    engine: FakeEngine,
+) -> None:
+    task, reports = make_task(), Reports()
+    engine.failing["inspect"] = ALWAYS
+    runner = await running(engine, task, reports)
+    try:
+        failed = await reports.wait_for("t1", TaskState.FAILED)
+        assert "inspect: the engine failed" in failed.err
+        assert engine.calls[-1] == "remove" and not engine.containers
+    finally:
+        await runner.stop()
