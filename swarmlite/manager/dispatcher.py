@@ -47,7 +47,7 @@ def assignments_for(
     routes: RoutesSnapshot,
     open_secret: Callable[[Secret], bytes] | None = None,
 ) -> Assignments:
-    """The tasks an agent must act on: meant to run, or not yet stopped; and the
+    """The tasks an agent must act on: placed there, and meant to run or not yet stopped; and the
     contents of the secrets and configs that those meant to run use."""
     tasks = tuple(
         sorted(
@@ -55,6 +55,9 @@ def assignments_for(
                 v.value
                 for v in state.tasks.values()
                 if v.value.node_id == node_id
+                # Placed by the scheduler: a global service's task names its node from
+                # the start, but may not run there until the filters have passed it.
+                and v.value.status.state >= TaskState.ASSIGNED
                 and (
                     v.value.desired_state <= TaskState.RUNNING or not v.value.status.state.terminal
                 )

@@ -80,8 +80,9 @@ def make_task(
 
 
 def shut_down(task: Task) -> Task:
-    if not task.node_id and task.status.state < TaskState.ASSIGNED:
-        # No agent ever had it, so none will report it stopped: it ends here.
+    if task.status.state < TaskState.ASSIGNED:
+        # Never placed (a global task may name its node before), so no agent ever had
+        # it and none will report it stopped: it ends here.
         return msgspec.structs.replace(
             task,
             desired_state=TaskState.SHUTDOWN,
@@ -220,11 +221,7 @@ def reconcile(
 
 
 def _ended_unplaced(old: Task, new: Task) -> bool:
-    return (
-        not old.node_id
-        and old.status.state < TaskState.ASSIGNED
-        and new.status.state == TaskState.SHUTDOWN
-    )
+    return old.status.state < TaskState.ASSIGNED and new.status.state == TaskState.SHUTDOWN
 
 
 def _slot_name(key: tuple[int, str]) -> str:

@@ -77,7 +77,8 @@ def with_status(t: Task, state: TaskState, at: float, err: str = "") -> Task:
 
 def check_plan(plan: Plan, tasks: list[Task]) -> None:
     """Invariants of every plan: no id twice, updates only of known tasks, no status
-    rewritten (so never backwards), desired state never lowered."""
+    rewritten (so never backwards; only a task never placed may end as shut down),
+    desired state never lowered."""
     known = {t.id: t for t in tasks}
     created = [t.id for t in plan.create]
     deleted = [t.id for t in plan.delete]
@@ -89,7 +90,8 @@ def check_plan(plan: Plan, tasks: list[Task]) -> None:
     for task_id, new in plan.updates.items():
         assert new.id == task_id
         old = known[task_id]
-        assert new.status == old.status
+        unplaced_end = old.status.state < S.ASSIGNED and new.status.state == S.SHUTDOWN
+        assert new.status == old.status or unplaced_end
         assert new.desired_state >= old.desired_state
     for t in plan.create:
         assert t.desired_state == S.RUNNING and t.status.state == S.NEW
@@ -344,6 +346,18 @@ def test_global_service_leaves_drained_and_down_nodes() -> None:
         f"slot node n2 removed: shutting down {n2}; "
         f"slot node n3 removed: shutting down {n3}"
     )
+
+
+def test_a_global_task_the_scheduler_never_placed_ends_at_once_when_its_node_drains() -> None:
+    # Pending (a constraint fails there): no agent was ever sent it, so none will
+    # report it stopped; the plan ends it itself, as it does an unplaced replica.
+    svc = service(spec(mode="global"))
+    waiting = task(svc, 0, S.PENDING, node_id="n2")
+    plan = reconcile(svc, [waiting], nodes(node("n1"), node("n2", availability="drain")), T0)
+    check_plan(plan, [waiting])
+    ended = plan.updates[waiting.id]
+    assert (ended.desired_state, ended.status.state) == (S.SHUTDOWN, S.SHUTDOWN)
+    assert ended.status.message == "shut down before it was placed"
 
 
 def test_global_service_follows_a_new_node_and_restarts_per_node() -> None:

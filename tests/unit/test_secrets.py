@@ -21,7 +21,7 @@ from swarmlite.manager.deploy import plan_deploy
 from swarmlite.manager.dispatcher import assignments_for
 from swarmlite.manager.payloads import rebind_users
 from swarmlite.security.keeper import SecretKeeper
-from swarmlite.spec.objects import Config, Network, Secret, Service, Task, TaskState
+from swarmlite.spec.objects import Config, Network, Secret, Service, Task, TaskState, TaskStatus
 from swarmlite.spec.routes import RoutesSnapshot
 from swarmlite.spec.service import FilePayload, FileRef, NetworkSpec, ServiceSpec, StackSpec
 from swarmlite.store.cache import ClusterState
@@ -145,6 +145,7 @@ def _task(task_id: str, node: str, spec: ServiceSpec, desired: TaskState) -> Tas
         spec_hash=spec.task_hash(),
         node_id=node,
         desired_state=desired,
+        status=TaskStatus(state=TaskState.ASSIGNED),  # placed by the scheduler
     )
 
 
@@ -222,3 +223,20 @@ def test_cli_refuses_content_over_500_kb(tmp_path: Path) -> None:
         read_content(str(big), "secret")
     with pytest.raises(SpecError, match="cannot read"):
         read_content(str(tmp_path / "missing"), "secret")
+
+
+def test_dispatcher_sends_a_global_task_only_once_the_scheduler_placed_it() -> None:
+    """A global service's task names its node from the start; until the scheduler's
+    filters pass it (say a constraint fails: pending), the node must not run it."""
+    spec = web(secrets=(), configs=())
+    waiting = msgspec.structs.replace(
+        _task("t1", "n1", spec, TaskState.RUNNING),
+        slot=0,
+        status=TaskStatus(state=TaskState.PENDING),
+        pending_reason="no suitable node: constraint node.role==manager fails on 1 node",
+    )
+    placed = msgspec.structs.replace(waiting, status=TaskStatus(state=TaskState.ASSIGNED))
+    routes = RoutesSnapshot(revision=3, services=(), networks=())
+    for task, sent in ((waiting, ()), (placed, ("t1",))):
+        state = ClusterState(revision=3, tasks=MappingProxyType({"t1": Versioned(task, 3)}))
+        assert tuple(t.id for t in assignments_for("n1", state, routes, KEEPER.open).tasks) == sent
