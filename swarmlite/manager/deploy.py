@@ -124,6 +124,7 @@ def plan_deploy(
                 else old.value.update_status,
             )
             plan.ops.append(Put(service, old.revision))
+            others.append(service)  # its new endpoints' VIPs are taken for the next ones
             updated.append(spec.full_name)
     removed = []
     if prune:

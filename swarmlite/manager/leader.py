@@ -125,8 +125,10 @@ class LeaderElection:
         if got is None:
             return
         self._set_leader(got.value.decode())
+        # From the read's revision, not the key's: the key may have been written long
+        # ago, and once compaction passes that revision a watch from it fails at once.
         async for event in await self._client.watch(
-            LEADER_KEY, start_revision=got.mod_revision + 1
+            LEADER_KEY, start_revision=got.header.revision + 1
         ):
             if event.kind == "DELETE":
                 self._set_leader("")

@@ -25,6 +25,7 @@ import aetcd.exceptions
 import pytest
 
 from swarmlite.errors import ConflictError, StoreUnavailableError
+from swarmlite.manager.leader import LeaderElection
 from swarmlite.security.ca import ClusterCA
 from swarmlite.spec.objects import Volume
 from swarmlite.store.etcd_client import connect_etcd
@@ -323,3 +324,39 @@ async def test_etcd_member_supervisor_starts_a_joining_learner(cluster: Cluster)
         if joining is not None:
             await joining.stop(grace=5)
         await first.stop(grace=5)
+
+
+async def test_a_follower_keeps_following_after_the_leader_keys_revision_is_compacted(
+    cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    one = cluster.add("m1", cluster.config("m1", 0, {}, "new"))
+    one.start()
+    await one.wait_serving()
+
+    async def nothing() -> None:
+        return None
+
+    async with connected(one) as c1, connected(one) as c2:
+        first = LeaderElection(c1, "first", on_elected=nothing, on_deposed=nothing)
+        second = LeaderElection(c2, "second", on_elected=nothing, on_deposed=nothing)
+        await first.start()
+        try:
+            for _ in range(100):
+                if first.is_leader:
+                    break
+                await asyncio.sleep(0.05)
+            assert first.is_leader
+            # The leader key was written long ago: later writes, then a compaction
+            # past its revision (auto-compaction does this on a busy cluster).
+            for i in range(20):
+                await c1.put(b"/swarmlite/test/churn", str(i).encode())
+            revision = (await c1.get(b"/swarmlite/test/churn")).mod_revision
+            await c1.compact(revision)
+            caplog.set_level("WARNING", logger="swarmlite.leader")
+            await second.start()
+            await asyncio.sleep(3)
+            assert second.leader_id == "first" and not second.is_leader
+            assert not [r for r in caplog.records if "election round failed" in r.message]
+        finally:
+            await second.stop()
+            await first.stop()

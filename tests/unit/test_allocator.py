@@ -9,7 +9,7 @@ import pytest
 from swarmlite.errors import SpecError
 from swarmlite.manager.allocator import allocate_subnet
 from swarmlite.manager.deploy import plan_deploy
-from swarmlite.spec.objects import Cluster, Network
+from swarmlite.spec.objects import Cluster, Network, Service
 from swarmlite.spec.service import NetworkSpec, ServiceSpec, StackSpec
 from swarmlite.store.cache import ClusterState
 from swarmlite.store.store import Delete, Put, Versioned
@@ -77,3 +77,41 @@ def test_a_removed_stacks_subnet_is_not_the_next_one_given_out() -> None:
     (made_b,) = [op.obj for op in second.ops if isinstance(op.obj, Network)]
     assert made_b.subnet == "10.9.1.0/24"
     assert not any(isinstance(op, Delete) for op in second.ops)
+
+
+def test_services_that_join_a_new_network_in_one_deploy_get_distinct_vips() -> None:
+    cluster = Cluster(
+        id="c1",
+        created_at=0.0,
+        ca_cert_pem="",
+        worker_token_digest="",
+        manager_token_digest="",
+        address_pool=POOL,
+    )
+
+    def spec(nets: tuple[str, ...]) -> StackSpec:
+        return StackSpec(
+            name="s",
+            services=tuple(
+                ServiceSpec(name=n, stack="s", image="busybox", networks=nets)
+                for n in ("api", "web")
+            ),
+            networks=tuple(NetworkSpec(name=n) for n in nets),
+        )
+
+    first = plan_deploy(spec(("front",)), _state(cluster, []), prune=False, now=1.0)
+    puts = [op.obj for op in first.ops if isinstance(op, Put)]
+    state = ClusterState(
+        revision=4,
+        clusters=MappingProxyType({cluster.id: Versioned(cluster, 4)}),
+        networks=MappingProxyType({o.id: Versioned(o, 4) for o in puts if isinstance(o, Network)}),
+        services=MappingProxyType({o.id: Versioned(o, 4) for o in puts if isinstance(o, Service)}),
+    )
+    # Both (existing, so updated) services join the new network "back" in one deploy.
+    second = plan_deploy(spec(("front", "back")), state, prune=False, now=2.0)
+    services = [op.obj for op in second.ops if isinstance(op.obj, Service)]
+    assert len(services) == 2
+    back = [s.endpoints["s_back"] for s in services]
+    assert len(set(back)) == 2, back
+    front = [s.endpoints["s_front"] for s in services]
+    assert len(set(front)) == 2, front
