@@ -11,7 +11,7 @@ import msgspec
 from aiohttp import web
 
 from swarmlite.agent.runtime import DockerRuntime
-from swarmlite.errors import NotFoundError
+from swarmlite.errors import NotFoundError, SpecError
 from swarmlite.manager.dispatcher import Dispatcher
 from swarmlite.manager.leader import LeaderElection
 from swarmlite.security.keeper import SecretKeeper
@@ -70,13 +70,19 @@ async def _fresh(ctx: ApiContext, after: int) -> ClusterState:
 
 
 def find_service(state: ClusterState, name: str) -> Versioned[Service]:
-    exact = [v for v in state.services.values() if v.value.name == name or v.value.id == name]
-    if exact:
-        return exact[0]
-    prefixed = [v for v in state.services.values() if v.value.id.startswith(name)]
-    if len(prefixed) == 1:
-        return prefixed[0]
-    short = [v for v in state.services.values() if v.value.spec.name == name]
-    if len(short) == 1:
-        return short[0]
+    """The service ``name`` refers to: its full name or id, else its short name (as in
+    the compose file), else a unique id prefix. Names come before prefixes, as in
+    Docker: ``db`` is the service ``shop_db``, not one whose id starts with ``db``."""
+    services = list(state.services.values())
+    for matches in (
+        lambda s: s.name == name or s.id == name,
+        lambda s: s.spec.name == name,
+        lambda s: s.id.startswith(name),
+    ):
+        found = [v for v in services if matches(v.value)]
+        if len(found) == 1:
+            return found[0]
+        if found:
+            names = ", ".join(sorted(v.value.name for v in found))
+            raise SpecError(f"service {name} is ambiguous: it could be {names}; give the full name")
     raise NotFoundError(f"service {name} not found (see 'swarmlite service ls')")
