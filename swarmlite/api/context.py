@@ -74,11 +74,12 @@ def find_service(state: ClusterState, name: str) -> Versioned[Service]:
     the compose file), else a unique id prefix. Names come before prefixes, as in
     Docker: ``db`` is the service ``shop_db``, not one whose id starts with ``db``."""
     services = list(state.services.values())
-    for matches in (
+    rules: tuple[Callable[[Service], bool], ...] = (
         lambda s: s.name == name or s.id == name,
         lambda s: s.spec.name == name,
         lambda s: s.id.startswith(name),
-    ):
+    )
+    for matches in rules:
         found = [v for v in services if matches(v.value)]
         if len(found) == 1:
             return found[0]

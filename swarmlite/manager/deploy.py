@@ -41,6 +41,7 @@ def plan_deploy(
 ) -> DeployPlan:
     """``keeper`` seals the stack's secrets; a stack with none needs no keeper."""
     _check(stack)
+    _check_published_ports(stack, state, prune)
     plan = DeployPlan()
     cluster = state.cluster_entry
     pool = cluster.value.address_pool if cluster else "10.213.0.0/16"
@@ -172,3 +173,32 @@ def _endpoints(
         else:
             out[full] = allocate_vip(networks[full], services)
     return out
+
+
+def _check_published_ports(stack: StackSpec, state: ClusterState, prune: bool) -> None:
+    """Refuse a published port another service holds: every node's mesh listens on it,
+    so a second service would take it over (or lose it) silently."""
+    held: dict[tuple[int, str], str] = {}
+    kept = {s.name for s in stack.services}
+    for v in state.services.values():
+        svc = v.value
+        if svc.spec.stack == stack.name and (svc.spec.name in kept or prune):
+            continue  # replaced by this deploy
+        for port in svc.spec.ports:
+            if port.published is not None and port.mode == "ingress":
+                held[(port.published, port.protocol)] = svc.name
+    for spec in stack.services:
+        for port in spec.ports:
+            if port.published is None or port.mode != "ingress":
+                continue
+            key = (port.published, port.protocol)
+            holder = held.setdefault(key, spec.full_name)
+            if holder != spec.full_name:
+                raise SpecError(
+                    f"service {spec.name}: port {port.published}/{port.protocol} is already "
+                    f"published by service {holder}; publish another port or remove {holder}"
+                )
+            if sum(1 for p in spec.ports if (p.published, p.protocol) == key) > 1:
+                raise SpecError(
+                    f"service {spec.name}: port {port.published}/{port.protocol} is published twice"
+                )
