@@ -92,7 +92,9 @@ def _rdata(rec: Any) -> Any:
     if t == QTYPE.SRV:
         return SRV(d.priority, d.weight, d.port, d.target)
     if t == QTYPE.TXT:
-        return TXT(d.data)
+        # c-ares joins a record's strings; one DNS string holds at most 255 bytes.
+        raw = bytes(d.data)
+        return TXT([raw[i : i + 255] for i in range(0, len(raw), 255)] or [b""])
     if t == QTYPE.SOA:
         return SOA(d.mname, d.rname, (d.serial, d.refresh, d.retry, d.expire, d.minimum))
     return None
@@ -287,7 +289,12 @@ class ServiceNameServer:
             if rr.rtype == QTYPE.OPT:
                 limit = max(512, int(rr.rclass))
         if udp and len(data) > limit:
-            data = response.truncate().pack()
+            # Header and question, with TC set: the client asks again over TCP. (dnslib's
+            # truncate() drops the question too, and resolvers discard such a reply.)
+            cut = request.reply()
+            cut.header.tc = 1
+            cut.header.rcode = response.header.rcode
+            data = cut.pack()
         return data
 
     def _fail(self, request: Any, rcode: int, udp: bool) -> bytes:

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from dnslib import QTYPE, RCODE, RR, A, DNSRecord
+from dnslib import QTYPE, RCODE, RR, TXT, A, DNSRecord
 
 from swarmlite.proxy.dns import NameIndex, ServiceNameServer
 from swarmlite.spec.routes import Backend, RoutesSnapshot
@@ -101,9 +101,15 @@ async def upstream() -> AsyncIterator[int]:
         def datagram_received(self, data: bytes, addr: Any) -> None:
             req = DNSRecord.parse(data)
             reply = req.reply()
-            if str(req.q.qname) == "outside.example." and req.q.qtype == QTYPE.A:
-                reply.add_answer(RR("outside.example.", QTYPE.A, rdata=A("203.0.113.7"), ttl=60))
-            elif str(req.q.qname) != "outside.example.":
+            name = str(req.q.qname)
+            if name == "outside.example." and req.q.qtype == QTYPE.A:
+                reply.add_answer(RR(name, QTYPE.A, rdata=A("203.0.113.7"), ttl=60))
+            elif name == "many.example.":  # too big for a plain 512-byte UDP answer
+                for i in range(60):
+                    reply.add_answer(RR(name, QTYPE.A, rdata=A(f"203.0.113.{i}"), ttl=60))
+            elif name == "long.example.":  # a TXT record of two strings, 400 bytes
+                reply.add_answer(RR(name, QTYPE.TXT, rdata=TXT([b"a" * 200, b"b" * 200])))
+            elif name != "outside.example.":
                 reply.header.rcode = RCODE.NXDOMAIN
             self.t.sendto(reply.pack(), addr)
 
@@ -177,6 +183,25 @@ async def test_outside_names_are_forwarded(dns: tuple[ServiceNameServer, int]) -
     assert _ips(await query("outside.example", WEB_IP, FRONT_GW, port)) == ["203.0.113.7"]
     nx = await query("nowhere.example", WEB_IP, FRONT_GW, port)
     assert nx.header.rcode == RCODE.NXDOMAIN
+
+
+async def test_an_answer_too_big_for_udp_is_truncated_with_its_question(
+    dns: tuple[ServiceNameServer, int],
+) -> None:
+    _, port = dns
+    reply = await query("many.example", WEB_IP, FRONT_GW, port)
+    # A resolver matches the question before it retries over TCP: it must be there.
+    assert reply.header.tc == 1 and reply.rr == []
+    assert [str(q.qname) for q in reply.questions] == ["many.example."]
+
+
+async def test_a_forwarded_txt_record_over_255_bytes_is_answered(
+    dns: tuple[ServiceNameServer, int],
+) -> None:
+    _, port = dns
+    reply = await query("long.example", WEB_IP, FRONT_GW, port, qtype="TXT")
+    assert reply.header.rcode == RCODE.NOERROR
+    assert b"".join(reply.rr[0].rdata.data) == b"a" * 200 + b"b" * 200
 
 
 async def test_silent_upstream_gives_servfail_within_timeout() -> None:
