@@ -85,6 +85,8 @@ def load_config(data_dir: Path) -> NodeConfig:
         ) from None
     except msgspec.DecodeError as exc:
         raise DaemonError(f"{path} is damaged: {exc}") from exc
+    except OSError as exc:  # unreadable: often a data dir that belongs to another user
+        raise DaemonError(f"cannot read {path}: {exc.strerror}") from None
     mode = os.environ.get(WORKLOAD_NETWORK_ENV)
     if mode:
         if mode not in ("bridge", "node"):

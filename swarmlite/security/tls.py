@@ -141,8 +141,13 @@ class Credentials:
                 f"no node credentials in {base}: missing {Path(str(exc.filename)).name} "
                 "(initialize a cluster or join one first)"
             ) from None
+        except OSError as exc:  # unreadable: often a data dir that belongs to another user
+            raise AuthError(f"cannot read node credentials in {base}: {exc.strerror}") from None
         ca_key_path = base / CA_KEY_FILE
-        ca_key = ca_key_path.read_text("ascii") if ca_key_path.exists() else None
+        try:
+            ca_key = ca_key_path.read_text("ascii") if ca_key_path.exists() else None
+        except OSError as exc:
+            raise AuthError(f"cannot read {ca_key_path}: {exc.strerror}") from None
         return cls(cert, key, ca, ca_key)
 
     def save(self, directory: str | os.PathLike[str]) -> None:

@@ -280,6 +280,27 @@ def test_cli_without_a_node_exits_1(tmp_path: Path, capsys: pytest.CaptureFixtur
     )
 
 
+def test_cli_with_unreadable_node_files_exits_1_with_one_line(
+    ca: ClusterCA, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A directory where a file should be: unreadable the way another user's file is
+    # (these tests may run as root, whom permissions do not stop).
+    broken = tmp_path / "broken"
+    (broken / "node.json").mkdir(parents=True)
+    assert main(["--data-dir", str(broken), "stack", "ls"]) == 1
+    assert capsys.readouterr().err == f"Error: cannot read {broken / 'node.json'}: Is a directory\n"
+    data_dir = _data_dir(tmp_path, _free_port(), ca)
+    for name in ("node.crt", "ca.crt"):
+        for creds in (data_dir / "admin", data_dir / "certs"):
+            if (creds / name).exists():
+                (creds / name).unlink()
+                (creds / name).mkdir()
+    assert main(["--data-dir", str(data_dir), "node", "ls"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Error: cannot read node credentials in ") and "Is a directory" in err
+    assert err.count("\n") == 1
+
+
 def test_leave_refuses_on_a_manager_without_force(
     ca: ClusterCA, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -242,3 +242,26 @@ def test_top_level_problems(tmp_path: Path) -> None:
     assert any("invalid project name 'Bad Name'" in m and "compose.yaml:3" in m for m in messages)
     assert any("did you mean 'services'?" in m for m in messages)
     assert any("no services" in m for m in messages)
+
+
+@pytest.mark.parametrize(
+    ("body", "line", "key", "message"),
+    [
+        ("    command:\n      - sh\n      -\n", 4, "command", "has an empty item"),
+        ("    entrypoint: [~]\n", 4, "entrypoint", "has an empty item"),
+        ("    healthcheck:\n      test: [CMD, ~]\n", 5, "healthcheck.test", "list of strings"),
+    ],
+)
+def test_empty_list_items_are_errors_not_crashes(
+    tmp_path: Path, body: str, line: int, key: str, message: str
+) -> None:
+    err = the_error(tmp_path, "services:\n  web:\n    image: x\n" + body)
+    assert_located(err, line, "web", key)
+    assert message in str(err)
+
+
+def test_an_env_file_that_is_not_utf8_is_named(tmp_path: Path) -> None:
+    (tmp_path / "latin.env").write_bytes(b"A=caf\xe9\n")
+    err = the_error(tmp_path, "services:\n  web:\n    image: x\n    env_file: latin.env\n")
+    assert_located(err, 4, "web", "env_file")
+    assert "is not UTF-8 text" in str(err)

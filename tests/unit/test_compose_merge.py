@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from swarmlite.errors import ComposeError
+from swarmlite.errors import ComposeError, ComposeErrors
 from swarmlite.spec.compose import load_stack
 from swarmlite.spec.service import Mount, PortSpec
 
@@ -120,3 +120,12 @@ def test_stack_name_and_env_come_from_first_file(tmp_path: Path) -> None:
     (second / "b.yaml").write_text("services:\n  web:\n    image: x:${TAG}\n")
     stack = load_stack([first / "a.yaml", second / "b.yaml"], environ={})
     assert (stack.name, stack.services[0].image) == ("app", "x:7")
+
+
+def test_malformed_mounts_in_an_override_are_reported_not_a_crash(tmp_path: Path) -> None:
+    over = "services:\n  web:\n    volumes:\n      - [a, b]\n      - target: [a]\n"
+    paths = files(tmp_path, "services:\n  web:\n    image: x\n    volumes: [/srv:/b]\n", over)
+    with pytest.raises(ComposeErrors) as info:
+        load_stack(paths, environ={})
+    found = [(e.file, e.line, e.key) for e in info.value.errors]
+    assert (str(paths[1]), 4, "volumes") in found

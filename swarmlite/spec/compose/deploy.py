@@ -165,7 +165,11 @@ def read_healthcheck(svc: Reader) -> HealthCheck | None:
         test = ("NONE",)
     elif isinstance(raw, str):
         test = ("CMD-SHELL", raw)
-    elif isinstance(raw, YList) and raw and all(not isinstance(v, YMap | YList) for v in raw):
+    elif (
+        isinstance(raw, YList)
+        and raw
+        and all(v is not None and not isinstance(v, YMap | YList) for v in raw)
+    ):
         test = tuple(to_str(v) for v in raw)
         if test[0] not in ("CMD", "CMD-SHELL", "NONE"):
             r.error("test", f"a test list must start with CMD, CMD-SHELL or NONE, not {test[0]!r}")
@@ -179,7 +183,7 @@ def read_healthcheck(svc: Reader) -> HealthCheck | None:
         )
         return None
     else:
-        r.error("test", f"must be a string or a non-empty list, not {type_name(raw)}")
+        r.error("test", f"must be a string or a non-empty list of strings, not {type_name(raw)}")
         return None
     return HealthCheck(
         test=test,

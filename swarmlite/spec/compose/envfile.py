@@ -17,6 +17,12 @@ def read_env_file(path: Path) -> list[tuple[str, str | None, int]]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise EnvFileError(f"cannot read env file {str(path)!r}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise EnvFileError(
+            f"env file {str(path)!r} is not UTF-8 text (byte {exc.start}): save it as UTF-8"
+        ) from None
+    except ValueError as exc:  # a NUL byte in the path
+        raise EnvFileError(f"cannot read env file {str(path)!r}: {exc}") from None
     entries: list[tuple[str, str | None, int]] = []
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()

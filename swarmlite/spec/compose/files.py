@@ -122,6 +122,9 @@ def _content(
         except OSError as exc:
             defs.problems[name] = (f"cannot read file {path}: {exc.strerror}", where, key)
             return None
+        except ValueError as exc:  # a NUL byte in the path
+            defs.problems[name] = (f"cannot read file {path!r}: {exc}", where, key)
+            return None
     if len(data) > MAX_SIZE:
         message = f"content is {len(data)} bytes; a {defs.word} holds at most 500 KB"
         defs.problems[name] = (message, where, key)

@@ -138,16 +138,19 @@ def _append(base: YList, over: YList) -> YList:
 
 
 def _mount_target(item: Value) -> object:
+    """Where the mount goes, to match an override's mounts with the base's; None when
+    it cannot say (a malformed entry, reported when the merged file is read)."""
     if isinstance(item, YMap):
-        return item.get("target")
+        target = item.get("target")
+        return target if isinstance(target, str) else None
     if isinstance(item, str):
         parts = item.split(":")
         return parts[1] if len(parts) >= 2 else parts[0]
-    return item
+    return None
 
 
 def _merge_volumes(base: YList, over: YList) -> YList:
-    replaced = {_mount_target(item) for item in over}
+    replaced = {_mount_target(item) for item in over} - {None}
     out = YList(base.pos)
     for i, item in enumerate(base):
         if _mount_target(item) not in replaced:

@@ -122,6 +122,9 @@ class Reader:
         if isinstance(value, str):
             return split(value) if split else [value]
         if isinstance(value, YList) and all(_is_scalar(v) for v in value):
+            if any(v is None for v in value):
+                self.error(key, "has an empty item (a '-' with nothing after it, or null)")
+                return None
             return [to_str(v) for v in value]
         self.error(key, f"must be a string or a list of strings, not {type_name(value)}")
         return None
