@@ -19,6 +19,7 @@ from swarmlite.manager.allocator import allocate_subnet, allocate_vip
 from swarmlite.manager.payloads import bind_digests, plan_payloads
 from swarmlite.manager.reconcile import new_id
 from swarmlite.security.keeper import SecretKeeper
+from swarmlite.spec.constraints import parse_constraints, parse_preferences
 from swarmlite.spec.objects import Network, Service, UpdateStatus, Volume
 from swarmlite.spec.service import ServiceSpec, StackSpec
 from swarmlite.store.cache import ClusterState
@@ -157,6 +158,11 @@ def _check(stack: StackSpec) -> None:
                 )
         if spec.replicas < 0:
             raise SpecError(f"service {spec.name}: replicas must be 0 or more")
+        try:  # the compose loader checks these too; an API client may not have used it
+            parse_constraints(spec.placement.constraints)
+            parse_preferences(spec.placement.preferences)
+        except SpecError as exc:
+            raise SpecError(f"service {spec.name}: {exc}") from None
 
 
 def _endpoints(

@@ -265,3 +265,26 @@ def test_an_env_file_that_is_not_utf8_is_named(tmp_path: Path) -> None:
     err = the_error(tmp_path, "services:\n  web:\n    image: x\n    env_file: latin.env\n")
     assert_located(err, 4, "web", "env_file")
     assert "is not UTF-8 text" in str(err)
+
+
+def test_bad_placement_constraints_and_preferences_are_refused_at_load(tmp_path: Path) -> None:
+    errors = errors_of(
+        tmp_path,
+        """
+        services:
+          web:
+            image: x
+            deploy:
+              placement:
+                constraints:
+                  - node.role==manager
+                  - node.role=manager
+                preferences:
+                  - spread: zone
+        """,
+    )
+    assert len(errors) == 2, [str(e) for e in errors]
+    assert_located(errors[0], 8, "web", "deploy.placement.constraints")
+    assert "expected KEY==VALUE or KEY!=VALUE" in str(errors[0])
+    assert_located(errors[1], 10, "web", "deploy.placement.preferences")
+    assert "expected spread=node.labels.KEY" in str(errors[1])

@@ -9,7 +9,7 @@ import pytest
 from swarmlite.errors import SpecError
 from swarmlite.manager.deploy import plan_deploy
 from swarmlite.spec.objects import Service
-from swarmlite.spec.service import NetworkSpec, PortSpec, ServiceSpec, StackSpec
+from swarmlite.spec.service import NetworkSpec, Placement, PortSpec, ServiceSpec, StackSpec
 from swarmlite.store.cache import ClusterState
 from swarmlite.store.store import Versioned
 
@@ -61,3 +61,13 @@ def test_two_services_of_one_file_or_one_service_twice() -> None:
     twice = web("a", "s", P8080, PortSpec(target=81, published=8080))
     with pytest.raises(SpecError, match="service a: port 8080/tcp is published twice"):
         deploy("s", twice, state=running())
+
+
+def test_a_bad_constraint_sent_past_the_loader_is_refused_by_the_manager() -> None:
+    bad = ServiceSpec(
+        name="web", stack="s", image="img", placement=Placement(constraints=("node.rol==x",))
+    )
+    with pytest.raises(
+        SpecError, match=r"service web: invalid placement constraint 'node\.rol==x'"
+    ):
+        deploy("s", bad, state=running())

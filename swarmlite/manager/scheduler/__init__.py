@@ -10,12 +10,6 @@ class per check, each with ``explain``), ``pipeline`` (filters in order and the 
 reason), ``planner`` (choosing among the nodes that pass), ``plan`` (result values).
 """
 
-from swarmlite.manager.scheduler.constraints import (
-    Constraint,
-    parse_constraint,
-    parse_constraints,
-    parse_preference,
-)
 from swarmlite.manager.scheduler.filters import (
     AvailabilityFilter,
     ConstraintFilter,
@@ -31,6 +25,12 @@ from swarmlite.manager.scheduler.nodeinfo import NodeInfo, build_node_infos
 from swarmlite.manager.scheduler.pipeline import Pipeline
 from swarmlite.manager.scheduler.plan import Placement, SchedulePlan, Unplaced
 from swarmlite.manager.scheduler.planner import schedule
+from swarmlite.spec.constraints import (
+    Constraint,
+    parse_constraint,
+    parse_constraints,
+    parse_preference,
+)
 
 __all__ = [
     "AvailabilityFilter",

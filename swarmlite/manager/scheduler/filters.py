@@ -16,8 +16,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Literal, Protocol
 
-from swarmlite.manager.scheduler.constraints import Constraint
 from swarmlite.manager.scheduler.nodeinfo import HostPort, NodeInfo, task_memory, task_nano_cpus
+from swarmlite.spec.constraints import Constraint
 from swarmlite.spec.objects import Task
 
 

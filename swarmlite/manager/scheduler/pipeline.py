@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-from swarmlite.manager.scheduler.constraints import parse_constraints
 from swarmlite.manager.scheduler.filters import (
     AvailabilityFilter,
     ConstraintFilter,
@@ -17,6 +16,7 @@ from swarmlite.manager.scheduler.filters import (
     VolumeAffinityFilter,
 )
 from swarmlite.manager.scheduler.nodeinfo import NodeInfo, task_host_ports
+from swarmlite.spec.constraints import parse_constraints
 from swarmlite.spec.objects import Task, Volume
 
 NO_SUITABLE_NODE = "no suitable node"

@@ -16,10 +16,10 @@ import heapq
 from collections.abc import Mapping, Sequence
 
 from swarmlite.errors import SpecError
-from swarmlite.manager.scheduler.constraints import parse_preferences
 from swarmlite.manager.scheduler.nodeinfo import NodeInfo, build_node_infos
 from swarmlite.manager.scheduler.pipeline import NO_SUITABLE_NODE, Pipeline
 from swarmlite.manager.scheduler.plan import Placement, SchedulePlan, Unplaced, decision
+from swarmlite.spec.constraints import parse_preferences
 from swarmlite.spec.objects import Node, Task, Volume
 
 GroupKey = tuple[str, int]  # (service id, spec version)

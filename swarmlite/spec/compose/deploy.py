@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
+from swarmlite.errors import SpecError
+from swarmlite.spec.constraints import parse_constraint, parse_preference
 from swarmlite.spec.service import (
     FailureAction,
     HealthCheck,
@@ -112,9 +114,22 @@ def _placement(deploy: Reader) -> Placement | None:
             msg = "each preference must be {spread: node.labels.KEY}"
             r.error("preferences", msg, pos=items.where(i))
             continue
+        try:
+            parse_preference(spread)
+        except SpecError as exc:
+            r.error("preferences", str(exc), pos=items.where(i))
+            continue
         preferences.append(spread)
+    constraints = r.str_list("constraints") or []
+    listed = r.get("constraints")
+    for i, expr in enumerate(constraints):
+        try:
+            parse_constraint(expr)
+        except SpecError as exc:
+            at = listed.where(i) if isinstance(listed, YList) else r.where("constraints")
+            r.error("constraints", str(exc), pos=at)
     return Placement(
-        constraints=tuple(r.str_list("constraints") or ()),
+        constraints=tuple(constraints),
         preferences=tuple(preferences),
         max_replicas_per_node=r.int_("max_replicas_per_node", 0),
     )
