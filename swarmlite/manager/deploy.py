@@ -63,11 +63,6 @@ def plan_deploy(
                 internal=net.internal,
             )
             plan.ops.append(Put(networks[full], 0))
-    if cluster is not None and last_subnet != cluster.value.last_subnet:
-        # Compare-and-swapped with the rest: concurrent deploys cannot share a subnet.
-        plan.ops.append(
-            Put(msgspec.structs.replace(cluster.value, last_subnet=last_subnet), cluster.revision)
-        )
     volumes = {v.value.name for v in state.volumes.values()}
     for vol in stack.volumes:
         full = vol.external_name or f"{stack.name}_{vol.name}"
@@ -135,6 +130,13 @@ def plan_deploy(
             if name not in wanted:
                 plan.ops.append(Delete(Service, old.value.id, old.revision))
                 removed.append(old.value.name)
+    if plan.ops and cluster is not None:
+        # Every deploy that writes also compare-and-swaps the cluster object, so two
+        # concurrent deploys cannot both create a service, share a subnet or a VIP, or
+        # publish one port twice: the second one conflicts, re-plans and sees the first.
+        plan.ops.append(
+            Put(msgspec.structs.replace(cluster.value, last_subnet=last_subnet), cluster.revision)
+        )
     plan.result = DeployResult(
         stack=stack.name,
         created=tuple(created),

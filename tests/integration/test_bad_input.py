@@ -10,12 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import msgspec
 import pytest
 
 from swarmlite.api.agent_protocol import Assignments, Hello, decode_manager_message, encoder
 from swarmlite.config import load_config
 from swarmlite.security.tls import Credentials
 from swarmlite.spec.objects import NodeResources, Platform
+from swarmlite.spec.service import NetworkSpec, ServiceSpec, StackSpec
 from tests.integration.harness import SwarmNode, wait_until
 
 pytestmark = pytest.mark.integration
@@ -272,3 +274,33 @@ def test_agent_session_skips_unknown_messages_and_closes_on_malformed(node: Swar
         timeout=20,
         what="node still ready",
     )
+
+
+def test_concurrent_deploys_of_one_new_service_create_it_once(node: SwarmNode) -> None:
+    def stack(*names: str) -> bytes:
+        services = tuple(
+            ServiceSpec(name=n, stack="race", image="swarmlite/busybox:1", replicas=0)
+            for n in names
+        )
+        spec = StackSpec(name="race", services=services, networks=(NetworkSpec(name="default"),))
+        return msgspec.json.encode(spec)
+
+    ctx = Credentials.load(node.data_dir / "admin").client_context()
+    url = load_config(node.data_dir).api_url + "/v1/stacks/race/deploy"
+
+    async def deploy(body: bytes, times: int) -> list[int]:
+        async with aiohttp.ClientSession() as http:
+
+            async def one() -> int:
+                async with http.post(url, data=body, ssl=ctx) as resp:
+                    await resp.read()
+                    return resp.status
+
+            return list(await asyncio.gather(*(one() for _ in range(times))))
+
+    # The stack and its network exist; then three deploys add "web" at the same time.
+    assert asyncio.run(deploy(stack("base"), 1)) == [200]
+    assert asyncio.run(deploy(stack("base", "web"), 3)) == [200, 200, 200]
+    names = [s["name"] for s in node.json("service", "ls")]
+    assert names.count("race_web") == 1, names
+    node.cli("stack", "rm", "race", check=True)
