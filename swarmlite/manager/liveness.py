@@ -5,7 +5,8 @@ While an agent's session is open, the manager serving it keeps
 the manager holding its session, dies, the lease expires and etcd deletes the key;
 the leader's ``NodeMonitor`` sees the delete and, if the key is still missing half a
 second later, marks the node down, which makes the orchestrator replace its tasks. A
-reconnect anywhere puts the key back and the node is ready again.
+reconnect anywhere puts the key back and the node is ready again. A sweep every TTL
+compares node states with the keys, so what an event or a failed write missed heals.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import aetcd
 import msgspec
@@ -96,7 +97,7 @@ class NodeMonitor(BackgroundLoop):
         revision = int(alive.header.revision)
         # A node that is "ready" without a heartbeat (its lease ran out while there was
         # no leader) gets one TTL to show up before it is marked down.
-        grace = asyncio.create_task(self._expire_silent())
+        grace = asyncio.create_task(self._sweep())
         pending: dict[str, asyncio.Task[None]] = {}
         try:
             watch = await self._client.watch_prefix(HEARTBEAT_PREFIX, start_revision=revision + 1)
@@ -119,13 +120,25 @@ class NodeMonitor(BackgroundLoop):
         if await self._client.get(HEARTBEAT_PREFIX + node_id.encode()) is None:
             await self.set_state(node_id, "down", "heartbeat failure")
 
-    async def _expire_silent(self) -> None:
-        await asyncio.sleep(self._ttl + 0.5)
-        alive = await self._client.get_prefix(HEARTBEAT_PREFIX)
-        beating = {kv.key[len(HEARTBEAT_PREFIX) :].decode() for kv in alive}
-        for node in await self._store.all(Node):
-            if node.value.status.state == "ready" and node.value.id not in beating:
-                await self.set_state(node.value.id, "down", "heartbeat failure")
+    async def _sweep(self) -> None:
+        """Level-triggered, every TTL: node states are brought in line with the heartbeat
+        keys, so a missed watch event, a failed write or a session that registered its
+        node but died before its first beat heals within two passes."""
+        missing: set[str] | None = None
+        while True:
+            await asyncio.sleep(self._ttl + CONFIRM_DELAY)
+            try:
+                alive = await self._client.get_prefix(HEARTBEAT_PREFIX)
+                beating = {kv.key[len(HEARTBEAT_PREFIX) :].decode() for kv in alive}
+                nodes = [v.value for v in await self._store.all(Node)]
+                changes, missing = sweep_decisions(nodes, beating, missing)
+                for node_id, state in changes:
+                    message = "heartbeat" if state == "ready" else "heartbeat failure"
+                    await self.set_state(node_id, state, message)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("node sweep failed (next in %ss): %s", self._ttl, exc)
 
     async def set_state(self, node_id: str, state: str, message: str) -> None:
         def change(node: Node) -> Node | None:
@@ -151,3 +164,27 @@ class NodeMonitor(BackgroundLoop):
                 state,
                 message,
             )
+
+
+def sweep_decisions(
+    nodes: Iterable[Node], beating: set[str], missing: set[str] | None
+) -> tuple[list[tuple[str, str]], set[str]]:
+    """One sweep: ``(node id, new state)`` changes, and the ready nodes without a
+    heartbeat now, for the next sweep.
+
+    A ready node is marked down only when its heartbeat was missing in the sweep before
+    too (a session registers its node just before its first beat); ``missing`` None,
+    the first sweep after this manager became leader, counts every node as missing
+    before: a whole TTL has passed. A down node with a heartbeat is ready again.
+    """
+    changes: list[tuple[str, str]] = []
+    now_missing: set[str] = set()
+    for node in nodes:
+        if node.status.state == "ready" and node.id not in beating:
+            if missing is None or node.id in missing:
+                changes.append((node.id, "down"))
+            else:
+                now_missing.add(node.id)
+        elif node.status.state == "down" and node.id in beating:
+            changes.append((node.id, "ready"))
+    return changes, now_missing

@@ -26,8 +26,9 @@ import pytest
 
 from swarmlite.errors import ConflictError, StoreUnavailableError
 from swarmlite.manager.leader import LeaderElection
+from swarmlite.manager.liveness import NodeMonitor
 from swarmlite.security.ca import ClusterCA
-from swarmlite.spec.objects import Volume
+from swarmlite.spec.objects import Node, NodeStatus, Volume
 from swarmlite.store.etcd_client import connect_etcd
 from swarmlite.store.etcd_member import EtcdConfig, EtcdMember, find_etcd
 from swarmlite.store.membership import (
@@ -360,3 +361,31 @@ async def test_a_follower_keeps_following_after_the_leader_keys_revision_is_comp
         finally:
             await second.stop()
             await first.stop()
+
+
+async def test_the_node_sweep_marks_a_ready_node_that_never_beat_down(cluster: Cluster) -> None:
+    """A session that registered its node (ready) and died before its first heartbeat
+    leaves no key to expire, so no event: only the sweep catches it."""
+    one = cluster.add("m1", cluster.config("m1", 0, {}, "new"))
+    one.start()
+    await one.wait_serving()
+    async with connected(one) as client:
+        store = Store(client)
+        monitor = NodeMonitor(client, store, ttl=1)
+        await monitor.start()
+        try:
+            await asyncio.sleep(2.0)  # past the first sweep
+            ready = NodeStatus(state="ready", message="session open")
+            await store.create(
+                Node(id="ghost", hostname="g", addr="10.0.0.9", api_port=1, status=ready)
+            )
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < 10:
+                got = await store.get(Node, "ghost")
+                if got is not None and got.value.status.state == "down":
+                    break
+                await asyncio.sleep(0.1)
+            assert got is not None and got.value.status.state == "down"
+            print(f"ghost node marked down after {time.monotonic() - t0:.1f}s")
+        finally:
+            await monitor.stop()
