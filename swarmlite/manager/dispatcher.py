@@ -179,7 +179,7 @@ class Dispatcher:
         heartbeat = Heartbeat(self._client, node_id, self._manager_id, self._heartbeat_ttl)
         await heartbeat.start()
         log.info("session open node=%s hostname=%s", node_id[:12], hello.hostname)
-        sender = asyncio.create_task(self._send_loop(ws, node_id))
+        sender = asyncio.create_task(self._send_loop(ws, node_id, heartbeat))
         skipped: set[str] = set()
         try:
             async for msg in ws:
@@ -211,10 +211,23 @@ class Dispatcher:
             log.info("session closed node=%s", node_id[:12])
         return ws
 
-    async def _send_loop(self, ws: web.WebSocketResponse, node_id: str) -> None:
+    async def _send_loop(
+        self, ws: web.WebSocketResponse, node_id: str, heartbeat: Heartbeat
+    ) -> None:
         last = b""
         lost_since: float | None = None
         while not ws.closed:
+            if heartbeat.silent_for() > self._heartbeat_ttl:
+                # The node's heartbeat key has expired: the leader counts the node down
+                # and moves its tasks. Its agent should go to a manager that can write
+                # (this one may sit in a minority whose watch just went quiet).
+                log.warning(
+                    "closing session node=%s: its heartbeat could not be kept for %.1fs",
+                    node_id[:12],
+                    heartbeat.silent_for(),
+                )
+                await ws.close(message=b"manager cannot keep the node's heartbeat")
+                return
             if not self._cache.connected:
                 # This manager lost its store: let the agent move to another manager.
                 lost_since = lost_since or self._clock()

@@ -44,6 +44,11 @@ class Heartbeat(BackgroundLoop):
         self._node_id = node_id
         self._manager_id = manager_id
         self._ttl = ttl
+        self._last_beat = time.monotonic()  # start counts: the first beat may take a while
+
+    def silent_for(self) -> float:
+        """Seconds since the key was last written or its lease last refreshed."""
+        return time.monotonic() - self._last_beat
 
     async def _run(self) -> None:
         key = HEARTBEAT_PREFIX + self._node_id.encode()
@@ -51,11 +56,13 @@ class Heartbeat(BackgroundLoop):
             try:
                 lease = await self._client.lease(self._ttl)
                 await self._client.put(key, self._manager_id.encode(), lease=lease)
+                self._last_beat = time.monotonic()
                 while True:
                     await asyncio.sleep(self._ttl / 3)
                     reply = await lease.refresh()
                     if reply is None or reply.TTL <= 0:
                         break
+                    self._last_beat = time.monotonic()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
