@@ -96,3 +96,16 @@ def drain_waits(
     end = received_at + max(grace, 0.0)
     pause = max(0.0, min(received_at + delay, end) - now)
     return pause, max(0.0, end - now - pause)
+
+
+def task_status(
+    state: TaskState, message: str, *, err: str = "", container_id: str = ""
+) -> TaskStatus:
+    return TaskStatus(
+        state=state, message=message, err=err, timestamp=time.time(), container_id=container_id
+    )
+
+
+def same_status(a: TaskStatus, b: TaskStatus) -> bool:
+    # Timestamps differ on every read; report only real changes.
+    return msgspec.structs.replace(a, timestamp=0.0) == msgspec.structs.replace(b, timestamp=0.0)

@@ -25,7 +25,15 @@ import msgspec
 
 from swarmlite.agent.containers import ContainerInfo
 from swarmlite.agent.docker_streams import RuntimeEvent
-from swarmlite.agent.observe import DRAIN_DELAY, Action, decide, drain_waits, observed_status
+from swarmlite.agent.observe import (
+    DRAIN_DELAY,
+    Action,
+    decide,
+    drain_waits,
+    observed_status,
+    same_status,
+    task_status,
+)
 from swarmlite.agent.runtime import DockerRuntime
 from swarmlite.errors import RuntimeFailure, SwarmliteError
 from swarmlite.spec.objects import Network, Task, TaskState, TaskStatus, Volume
@@ -100,6 +108,10 @@ class TaskRunner:
         }
         self._networks = {n.name: n for n in networks}
         self._volumes = {v.name: v for v in volumes}
+        # Forget what was reported of tasks that are gone (never started, or their
+        # container removed elsewhere): resent on every reconnect, they would pile up.
+        keep = self._tasks.keys() | self._containers.keys() | self._busy.keys()
+        self._reported = {k: v for k, v in self._reported.items() if k in keep}
         for task in tasks:
             # What the manager last recorded is our floor: never report backwards.
             known = self._reported.get(task.id)
@@ -112,7 +124,7 @@ class TaskRunner:
         previous = self._reported.get(task_id)
         if previous is not None and not previous.advanced(status):
             return
-        if previous is not None and _same(previous, status):
+        if previous is not None and same_status(previous, status):
             return
         self._reported[task_id] = status
         task = self._tasks.get(task_id)
@@ -246,7 +258,7 @@ class TaskRunner:
                 if container.state == "running" and container.health == "starting":
                     self._recheck_later(task, container)
             elif action is Action.REPORT and task.desired_state > TaskState.RUNNING:
-                self._report(task.id, _status(TaskState.SHUTDOWN, "shutdown"))
+                self._report(task.id, task_status(TaskState.SHUTDOWN, "shutdown"))
         if self._synced:
             for task_id, container in list(self._containers.items()):
                 if task_id not in self._tasks and task_id not in self._busy:
@@ -282,7 +294,7 @@ class TaskRunner:
         await asyncio.shield(check)
 
     async def _start(self, task: Task) -> None:
-        self._report(task.id, _status(TaskState.PREPARING, "preparing"))
+        self._report(task.id, task_status(TaskState.PREPARING, "preparing"))
         container_id = ""
         try:
             networks = [self._networks[f"{task.spec.stack}_{n}"] for n in task.spec.networks]
@@ -300,7 +312,7 @@ class TaskRunner:
                     )
             container_id = await self._runtime.create(task, networks)
             self._report(
-                task.id, _status(TaskState.STARTING, "starting", container_id=container_id)
+                task.id, task_status(TaskState.STARTING, "starting", container_id=container_id)
             )
             # Its create and start events are not inspected (``_absorb``): read it here,
             # also when the start failed, so that container is known and gets removed.
@@ -313,15 +325,15 @@ class TaskRunner:
             await self._read_started(task, container_id)
         except KeyError as exc:
             self._report(
-                task.id, _status(TaskState.REJECTED, "rejected", err=f"network {exc} unknown")
+                task.id, task_status(TaskState.REJECTED, "rejected", err=f"network {exc} unknown")
             )
             return
         except RuntimeFailure as exc:
             self._ready_networks.clear()  # the engine may have lost one: check again
             state = TaskState.REJECTED if "not found" in str(exc) else TaskState.FAILED
-            self._report(task.id, _status(state, state.label, err=str(exc)))
+            self._report(task.id, task_status(state, state.label, err=str(exc)))
         except SwarmliteError as exc:
-            self._report(task.id, _status(TaskState.FAILED, "failed", err=str(exc)))
+            self._report(task.id, task_status(TaskState.FAILED, "failed", err=str(exc)))
         else:
             return
         known = self._containers.get(task.id)
@@ -403,14 +415,3 @@ class TaskRunner:
         if self._containers.get(container.task_id) is container:
             del self._containers[container.task_id]
         self._reported.pop(container.task_id, None)
-
-
-def _status(state: TaskState, message: str, *, err: str = "", container_id: str = "") -> TaskStatus:
-    return TaskStatus(
-        state=state, message=message, err=err, timestamp=time.time(), container_id=container_id
-    )
-
-
-def _same(a: TaskStatus, b: TaskStatus) -> bool:
-    # Timestamps differ on every read; report only real changes.
-    return msgspec.structs.replace(a, timestamp=0.0) == msgspec.structs.replace(b, timestamp=0.0)

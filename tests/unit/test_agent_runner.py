@@ -192,3 +192,18 @@ async def test_a_started_container_it_cannot_read_is_removed_and_the_task_failed
         assert engine.calls[-1] == "remove" and not engine.containers
     finally:
         await runner.stop()
+
+
+async def test_what_was_reported_of_a_task_no_longer_assigned_is_forgotten(
+    engine: FakeEngine,
+) -> None:
+    task, reports = make_task(), Reports()
+    engine.failing["create"] = 1  # the task ends without a container
+    runner = await running(engine, task, reports)
+    try:
+        await reports.wait_for("t1", TaskState.FAILED)
+        assert "t1" in runner.statuses()
+        runner.apply([], [], [])  # the manager no longer assigns it
+        assert runner.statuses() == {}
+    finally:
+        await runner.stop()
