@@ -10,14 +10,14 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import msgspec
 
 from swarmlite.background import BackgroundLoop
 from swarmlite.errors import StoreUnavailableError
 from swarmlite.manager.reconcile import reconcile
-from swarmlite.spec.objects import Task, TaskState
+from swarmlite.spec.objects import Node, Task, TaskState
 from swarmlite.store.cache import ClusterState, StateCache
 from swarmlite.store.store import Delete, Put, Store, Versioned, commit_chunked
 
@@ -89,7 +89,7 @@ class Orchestrator(BackgroundLoop):
         # Tasks whose service is gone: stop them, then forget them.
         for orphans in by_service.values():
             for vt in orphans:
-                ops.extend(_remove_orphan(vt))
+                ops.extend(remove_orphan(vt, nodes))
         self.last_decisions = decisions
         for decision in decisions:
             log.info("%s", decision)
@@ -98,9 +98,14 @@ class Orchestrator(BackgroundLoop):
         return wake_at
 
 
-def _remove_orphan(vt: Versioned[Task]) -> list[Put | Delete]:
+def remove_orphan(vt: Versioned[Task], nodes: Mapping[str, Node]) -> list[Put | Delete]:
+    """A task whose service is gone: deleted once ended, else first told to stop. One
+    that no agent will ever report on (never placed, its node removed or down) is
+    deleted at once; a down node that comes back removes the container itself."""
     task = vt.value
-    if task.status.state.terminal or not task.node_id:
+    node = nodes.get(task.node_id)
+    unheard = task.status.state < TaskState.ASSIGNED or node is None or node.status.state == "down"
+    if task.status.state.terminal or unheard:
         return [Delete(Task, task.id, vt.revision)]
     if task.desired_state < TaskState.REMOVE:
         return [Put(msgspec.structs.replace(task, desired_state=TaskState.REMOVE), vt.revision)]
