@@ -320,6 +320,8 @@ def _fail_tasks_on_lost_nodes(
         for i, task in enumerate(slot_tasks):
             if not task.node_id or task.status.state.terminal:
                 continue
+            if task.status.state < TaskState.ASSIGNED:
+                continue  # never placed (a global task names its node early): not lost
             node = nodes.get(task.node_id)
             if node is not None and node.status.state != "down":
                 continue

@@ -360,6 +360,17 @@ def test_a_global_task_the_scheduler_never_placed_ends_at_once_when_its_node_dra
     assert ended.status.message == "shut down before it was placed"
 
 
+def test_a_global_task_never_placed_on_a_node_that_goes_down_ends_as_shutdown() -> None:
+    # Not "lost with its node": no agent ever had it. Seen as failed, it would wait
+    # for a report that cannot come, pending with desired state shutdown for good.
+    svc = service(spec(mode="global"))
+    waiting = task(svc, 0, S.PENDING, node_id="n2")
+    plan = reconcile(svc, [waiting], nodes(node("n1"), node("n2", state="down")), T0)
+    check_plan(plan, [waiting])
+    assert plan.updates[waiting.id].status.state == S.SHUTDOWN
+    assert "lost with its node" not in plan.decision(NAME)
+
+
 def test_global_service_follows_a_new_node_and_restarts_per_node() -> None:
     svc = service(spec(mode="global", restart_policy=RestartPolicy(delay=0)))
     crashed = task(svc, 0, S.FAILED, node_id="n1", err="exit 1")
