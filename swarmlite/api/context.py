@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 import time
 from collections.abc import Awaitable, Callable
@@ -45,6 +46,9 @@ class ApiContext:
         self.node_id = node_id
         self.ca_pem = ca_pem
         self.client_tls = client_tls  # this node's identity, to ask other nodes
+        # Deploys through this manager go one at a time: concurrent ones would only
+        # conflict on the cluster object and retry (deploys via other managers still do).
+        self.deploy_lock = asyncio.Lock()
 
 
 CTX = web.AppKey("ctx", ApiContext)

@@ -26,7 +26,12 @@ async def deploy(request: web.Request) -> web.Response:
     if stack.name != request.match_info["stack"]:
         raise SpecError("stack name in the path and the body differ")
     prune = request.query.get("prune") in ("1", "true", "yes")
-    for _ in range(5):
+    async with ctx.deploy_lock:
+        return await _deploy(ctx, stack, prune)
+
+
+async def _deploy(ctx: ApiContext, stack: StackSpec, prune: bool) -> web.Response:
+    for _ in range(10):
         plan = plan_deploy(stack, ctx.cache.view(), prune=prune, now=time.time(), keeper=ctx.keeper)
         if not plan.ops:
             return _json(plan.result)

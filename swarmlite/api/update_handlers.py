@@ -16,6 +16,7 @@ from aiohttp import web
 from swarmlite.api.models import ServiceUpdateRequest
 from swarmlite.api.server import CTX, ApiContext, _fresh, find_service
 from swarmlite.errors import ConflictError, SpecError
+from swarmlite.manager.deploy import check_published_ports
 from swarmlite.manager.updater import begin_rollback, begin_update
 from swarmlite.spec.objects import Service
 from swarmlite.spec.service import ServiceSpec
@@ -81,10 +82,14 @@ async def rollback_service(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     name = request.match_info["name"]
     for _ in range(_ATTEMPTS):
-        found = find_service(ctx.cache.view(), name)
+        state = ctx.cache.view()
+        found = find_service(state, name)
         if found.value.previous_spec is None:
             raise SpecError(f"service {found.value.name} has no previous spec to roll back to")
         service = begin_rollback(found.value, time.time(), "manually requested")
+        # The previous spec's ports may have been published by another service since.
+        others = (v.value for v in state.services.values() if v.value.id != service.id)
+        check_published_ports([service.spec], others)
         if await _write(ctx, found, service):
             log.info("service=%s rolling back as version %d", service.name, service.version)
             return _service(service)

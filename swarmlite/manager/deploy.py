@@ -9,6 +9,7 @@ content digests (``payloads.py``).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import msgspec
@@ -42,7 +43,15 @@ def plan_deploy(
 ) -> DeployPlan:
     """``keeper`` seals the stack's secrets; a stack with none needs no keeper."""
     _check(stack)
-    _check_published_ports(stack, state, prune)
+    kept = {s.name for s in stack.services}
+    check_published_ports(
+        stack.services,
+        (
+            v.value
+            for v in state.services.values()
+            if v.value.spec.stack != stack.name or (v.value.spec.name not in kept and not prune)
+        ),
+    )
     plan = DeployPlan()
     cluster = state.cluster_entry
     pool = cluster.value.address_pool if cluster else "10.213.0.0/16"
@@ -183,30 +192,32 @@ def _endpoints(
     return out
 
 
-def _check_published_ports(stack: StackSpec, state: ClusterState, prune: bool) -> None:
-    """Refuse a published port another service holds: every node's mesh listens on it,
-    so a second service would take it over (or lose it) silently."""
-    held: dict[tuple[int, str], str] = {}
-    kept = {s.name for s in stack.services}
-    for v in state.services.values():
-        svc = v.value
-        if svc.spec.stack == stack.name and (svc.spec.name in kept or prune):
-            continue  # replaced by this deploy
+def check_published_ports(specs: Sequence[ServiceSpec], others: Iterable[Service]) -> None:
+    """Refuse a published port that one of ``others`` (the services that stay) holds,
+    or that two of ``specs`` share. Every node's mesh listens on an ingress port, so a
+    second service would take it over, or lose it, silently; a host-mode port is the
+    scheduler's to place, but never on a number the mesh holds on every node."""
+    ingress: dict[tuple[int, str], str] = {}
+    host: dict[tuple[int, str], str] = {}
+    for svc in others:
         for port in svc.spec.ports:
-            if port.published is not None and port.mode == "ingress":
-                held[(port.published, port.protocol)] = svc.name
-    for spec in stack.services:
+            if port.published is not None:
+                held = ingress if port.mode == "ingress" else host
+                held.setdefault((port.published, port.protocol), svc.name)
+    for spec in specs:
+        mine = [(p.published, p.protocol) for p in spec.ports if p.published is not None]
         for port in spec.ports:
-            if port.published is None or port.mode != "ingress":
+            if port.published is None:
                 continue
             key = (port.published, port.protocol)
-            holder = held.setdefault(key, spec.full_name)
-            if holder != spec.full_name:
+            holder = ingress.get(key) or (host.get(key) if port.mode == "ingress" else None)
+            if holder is not None and holder != spec.full_name:
                 raise SpecError(
                     f"service {spec.name}: port {port.published}/{port.protocol} is already "
                     f"published by service {holder}; publish another port or remove {holder}"
                 )
-            if sum(1 for p in spec.ports if (p.published, p.protocol) == key) > 1:
+            if mine.count(key) > 1:
                 raise SpecError(
                     f"service {spec.name}: port {port.published}/{port.protocol} is published twice"
                 )
+            (ingress if port.mode == "ingress" else host).setdefault(key, spec.full_name)

@@ -135,13 +135,18 @@ class NodeMonitor(BackgroundLoop):
         while True:
             await asyncio.sleep(self._ttl + CONFIRM_DELAY)
             try:
+                # Nodes first: a node marked down after this read is not made ready
+                # again on the strength of an older heartbeat read.
+                nodes = [v.value for v in await self._store.all(Node)]
                 alive = await self._client.get_prefix(HEARTBEAT_PREFIX)
                 beating = {kv.key[len(HEARTBEAT_PREFIX) :].decode() for kv in alive}
-                nodes = [v.value for v in await self._store.all(Node)]
                 changes, missing = sweep_decisions(nodes, beating, missing)
                 for node_id, state in changes:
-                    message = "heartbeat" if state == "ready" else "heartbeat failure"
-                    await self.set_state(node_id, state, message)
+                    if state == "ready":
+                        await self.set_state(node_id, state, "heartbeat")
+                    elif await self._client.get(HEARTBEAT_PREFIX + node_id.encode()) is None:
+                        # Still missing now: its session did not just come back.
+                        await self.set_state(node_id, state, "heartbeat failure")
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

@@ -304,3 +304,25 @@ def test_concurrent_deploys_of_one_new_service_create_it_once(node: SwarmNode) -
     names = [s["name"] for s in node.json("service", "ls")]
     assert names.count("race_web") == 1, names
     node.cli("stack", "rm", "race", check=True)
+
+
+def test_a_rollback_to_a_port_another_service_took_is_refused(
+    node: SwarmNode, tmp_path: Path
+) -> None:
+    def service(name: str, ports: str) -> str:
+        return (
+            f"services:\n  {name}:\n    image: swarmlite/busybox:1\n"
+            f'    command: ["sleep", "3600"]\n    deploy:\n      replicas: 0\n{ports}'
+        )
+
+    published = '    ports: ["18395:8080"]\n'
+    assert node.deploy(write(tmp_path, service("web", published), "a.yml"), "rb").returncode == 0
+    assert node.deploy(write(tmp_path, service("web", ""), "b.yml"), "rb").returncode == 0
+    # rb_web let the port go; another stack takes it; rolling rb_web back would clash.
+    assert node.deploy(write(tmp_path, service("other", published), "c.yml"), "rb2").returncode == 0
+    out = node.cli("service", "rollback", "rb_web")
+    assert out.returncode == 1, out
+    assert "port 18395/tcp is already published by service rb2_other" in out.stderr
+    assert node.json("service", "inspect", "rb_web")[0]["spec"]["ports"] == []
+    for stack in ("rb", "rb2"):
+        node.cli("stack", "rm", stack, check=True)

@@ -45,8 +45,6 @@ def test_the_holder_itself_may_redeploy_and_other_ports_or_protocols_are_free() 
     deploy(
         "shop", web("dns", "shop", PortSpec(target=53, published=8080, protocol="udp")), state=BLOG
     )
-    host = PortSpec(target=80, published=8080, mode="host")  # per node: the scheduler's job
-    deploy("shop", web("front", "shop", host), state=BLOG)
 
 
 def test_a_service_left_out_of_the_file_keeps_its_port_unless_pruned() -> None:
@@ -71,3 +69,15 @@ def test_a_bad_constraint_sent_past_the_loader_is_refused_by_the_manager() -> No
         SpecError, match=r"service web: invalid placement constraint 'node\.rol==x'"
     ):
         deploy("s", bad, state=running())
+
+
+def test_host_mode_ports_meet_the_mesh_not_each_other() -> None:
+    host = PortSpec(target=80, published=8080, mode="host")
+    # The mesh listens on an ingress port on every node: no container may bind it.
+    with pytest.raises(SpecError, match="port 8080/tcp is already published by service blog_web"):
+        deploy("shop", web("front", "shop", host), state=BLOG)
+    on_host = running(web("web", "blog", host))
+    with pytest.raises(SpecError, match="already published by service blog_web"):
+        deploy("shop", web("front", "shop", P8080), state=on_host)
+    # Two host-mode services on one number: the scheduler keeps them on different nodes.
+    deploy("shop", web("front", "shop", host), state=on_host)
