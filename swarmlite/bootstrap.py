@@ -18,6 +18,7 @@ from pathlib import Path
 import aiohttp
 import msgspec
 
+from swarmlite.api.join import cert_dns_names
 from swarmlite.api.models import JoinRequest, JoinResponse, JoinTokens
 from swarmlite.config import DEFAULT_ADDRESS_POOL, NodeConfig, save_config
 from swarmlite.errors import AuthError, DaemonError, SpecError, SwarmliteError
@@ -79,7 +80,7 @@ def bootstrap(
         node_id,
         "manager",
         san_ips=ips,
-        san_dns=["localhost", socket.gethostname()],
+        san_dns=cert_dns_names(socket.gethostname()),
         lifetime=timedelta(seconds=cert_lifetime),
     )
     Credentials(cert_pem=cert, key_pem=key, ca_pem=ca.cert_pem, ca_key_pem=ca.key_pem).save(

@@ -10,7 +10,9 @@ a learner. A rotated token stops admitting nodes at once.
 from __future__ import annotations
 
 import base64
+import ipaddress
 import logging
+import re
 import time
 
 import msgspec
@@ -87,11 +89,33 @@ def admit(cluster: Cluster, request: JoinRequest) -> str:
     return role
 
 
+_HOSTNAME = re.compile(
+    r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
+)
+
+
 def decode_join(body: bytes) -> JoinRequest:
+    """The request, its advertise address checked; else SpecError."""
     try:
-        return msgspec.json.decode(body, type=JoinRequest)
+        request = msgspec.json.decode(body, type=JoinRequest)
     except msgspec.DecodeError as exc:
         raise SpecError(f"invalid join request: {exc}") from None
+    try:
+        ipaddress.ip_address(request.advertise_addr)
+    except ValueError:
+        raise SpecError(
+            f"invalid join request: advertise address {request.advertise_addr!r} is not an IP "
+            "address"
+        ) from None
+    return request
+
+
+def cert_dns_names(hostname: str) -> list[str]:
+    """DNS names for a node's certificate: its host name only when it is a valid DNS
+    name (``my_host`` or a non-ASCII name is not; nodes are reached by address anyway)."""
+    if len(hostname) <= 253 and _HOSTNAME.fullmatch(hostname):
+        return ["localhost", hostname]
+    return ["localhost"]
 
 
 def peer_url(addr: str, api_port: int) -> str:

@@ -15,6 +15,7 @@ from aiohttp import web
 from swarmlite.api import node_handlers
 from swarmlite.api.join import (
     admit,
+    cert_dns_names,
     decode_join,
     json_response,
     new_node,
@@ -85,7 +86,7 @@ async def join(request: web.Request) -> web.Response:
         node_id=node_id,
         role="manager" if role == "manager" else "worker",
         san_ips=sorted({body.advertise_addr, "127.0.0.1"}),
-        san_dns=["localhost", body.hostname],
+        san_dns=cert_dns_names(body.hostname),
         lifetime=timedelta(seconds=cluster.node_cert_lifetime),
     )
     created = await authority.store.create(new_node(node_id, body, role))
@@ -162,7 +163,7 @@ async def promotion(request: web.Request) -> web.Response:
         node_id=node.value.id,
         role="manager",
         san_ips=sorted({node.value.addr, "127.0.0.1"}),
-        san_dns=["localhost", node.value.hostname],
+        san_dns=cert_dns_names(node.value.hostname),
         lifetime=timedelta(seconds=cluster.node_cert_lifetime),
     )
     members = await list_members(authority.client)

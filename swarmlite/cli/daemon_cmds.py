@@ -92,6 +92,17 @@ def primary_ipv4() -> str:
     return addr if addr and addr != "0.0.0.0" else "127.0.0.1"
 
 
+def advertise_addr(given: str | None) -> str:
+    """``--advertise-addr`` (an IP address: it goes into the node's certificate), else
+    the default route's address."""
+    if not given:
+        return primary_ipv4()
+    try:
+        return str(ipaddress.ip_address(given))
+    except ValueError:
+        raise SpecError(f"--advertise-addr takes an IP address, not {given!r}") from None
+
+
 def parse_listen_addr(text: str) -> tuple[str, int]:
     """ "A:P", ":P", "A" or "[v6]:P" -> (host, port); host "" means every address."""
     host, port_text = text, ""
@@ -219,7 +230,7 @@ def init_cmd(args: argparse.Namespace) -> int:
     from swarmlite import node
     from swarmlite.bootstrap import bootstrap
 
-    advertise = args.advertise_addr or primary_ipv4()
+    advertise = advertise_addr(args.advertise_addr)
     config = bootstrap(
         data_dir,
         advertise_addr=advertise,

@@ -10,8 +10,8 @@ from swarmlite.api.client import ApiClient
 from swarmlite.cli import process
 from swarmlite.cli.common import add_command
 from swarmlite.cli.daemon_cmds import (
+    advertise_addr,
     parse_listen_addr,
-    primary_ipv4,
     refuse_existing_node,
     wait_ready,
 )
@@ -51,7 +51,7 @@ def join_cmd(args: argparse.Namespace) -> int:
     data_dir: Path = args.data_dir.expanduser().resolve()
     refuse_existing_node(data_dir)
     host, port = parse_listen_addr(args.listen_addr)
-    advertise = args.advertise_addr or primary_ipv4()
+    advertise = advertise_addr(args.advertise_addr)
     config = asyncio.run(
         join_cluster(
             data_dir,

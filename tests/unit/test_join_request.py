@@ -1,0 +1,41 @@
+"""A join request is checked before anything is signed for it."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+
+from swarmlite.api.join import cert_dns_names, decode_join
+from swarmlite.api.models import JoinRequest
+from swarmlite.errors import SpecError
+
+
+def body(addr: str = "10.0.0.5", hostname: str = "node-1") -> bytes:
+    request = JoinRequest(
+        secret="s", csr_pem="csr", hostname=hostname, advertise_addr=addr, api_port=4377
+    )
+    return msgspec.json.encode(request)
+
+
+def test_an_advertise_address_that_is_not_an_ip_is_a_clear_400() -> None:
+    assert decode_join(body()).advertise_addr == "10.0.0.5"
+    assert decode_join(body("fd00::5")).advertise_addr == "fd00::5"
+    with pytest.raises(SpecError, match=r"advertise address 'node-1\.lan' is not an IP address"):
+        decode_join(body("node-1.lan"))
+
+
+def test_only_valid_dns_host_names_go_into_a_certificate() -> None:
+    assert cert_dns_names("node-1.lan") == ["localhost", "node-1.lan"]
+    for odd in ("my_host", "nœud", "", "-x", "a" * 254):
+        assert cert_dns_names(odd) == ["localhost"], odd
+    # Such a node still joins: its request is accepted.
+    assert decode_join(body(hostname="nœud")).hostname == "nœud"
+
+
+def test_the_cli_takes_only_an_ip_as_advertise_address() -> None:
+    from swarmlite.cli.daemon_cmds import advertise_addr
+
+    assert advertise_addr("10.1.2.3") == "10.1.2.3"
+    assert advertise_addr("FD00::5") == "fd00::5"
+    with pytest.raises(SpecError, match="--advertise-addr takes an IP address, not 'eth0'"):
+        advertise_addr("eth0")
