@@ -18,12 +18,11 @@ from pathlib import Path
 import aiohttp
 import msgspec
 
-from swarmlite.api.join import cert_dns_names
 from swarmlite.api.models import JoinRequest, JoinResponse, JoinTokens
 from swarmlite.config import DEFAULT_ADDRESS_POOL, NodeConfig, save_config
 from swarmlite.errors import AuthError, DaemonError, SpecError, SwarmliteError
 from swarmlite.manager.reconcile import new_id
-from swarmlite.security.ca import ClusterCA, make_key_and_csr
+from swarmlite.security.ca import ClusterCA, cert_dns_names, make_key_and_csr
 from swarmlite.security.pinning import pinned_client_context
 from swarmlite.security.secretbox import SecretBox
 from swarmlite.security.tls import Credentials, write_private

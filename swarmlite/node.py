@@ -98,7 +98,7 @@ class Daemon:
         self._stopping = asyncio.Event()
         self.restart = False
         self._renewer: CertRenewer | None = None
-        self._client_tls: ssl.SSLContext | None = None
+        self._manager_tls: ssl.SSLContext | None = None
         self._changing = False
 
     async def main(self) -> None:
@@ -132,7 +132,8 @@ class Daemon:
         )
         stack.push_async_callback(runtime.close)
         server_tls = self.creds.server_context(require_client_cert=False)
-        client_tls = self.creds.client_context()
+        client_tls = self.creds.client_context()  # to any node (service logs)
+        manager_tls = self.creds.client_context(managers_only=True)
         if cfg.role == "manager":
             app = await self._start_manager(stack, runtime, client_tls)
         else:
@@ -152,7 +153,7 @@ class Daemon:
             addr=cfg.advertise_addr,
             api_port=cfg.api_port,
             managers=self._manager_addresses(),
-            ssl_context=client_tls,
+            ssl_context=manager_tls,
             runtime=runtime,
             mesh=mesh,
             names=names,
@@ -164,11 +165,13 @@ class Daemon:
         stack.push_async_callback(mesh.stop, 2.0)
         stack.push_async_callback(names.stop)
         renewer = CertRenewer(
-            self.data_dir / "certs", self._manager_addresses, [server_tls, client_tls]
+            self.data_dir / "certs",
+            self._manager_addresses,
+            [server_tls, client_tls, manager_tls],
         )
         await renewer.start()
         stack.push_async_callback(renewer.stop)
-        self._renewer, self._client_tls = renewer, client_tls
+        self._renewer, self._manager_tls = renewer, manager_tls
 
     def _cluster_changed(self, managers: tuple[str, ...], role: str) -> None:
         cfg = self.config
@@ -180,10 +183,10 @@ class Daemon:
             asyncio.get_running_loop().create_task(self._change_role(role, managers))
 
     async def _change_role(self, role: str, managers: tuple[str, ...]) -> None:
-        assert self._renewer is not None and self._client_tls is not None
+        assert self._renewer is not None and self._manager_tls is not None
         try:
             if role == "manager":
-                await become_manager(self.data_dir, self.config, managers, self._client_tls)
+                await become_manager(self.data_dir, self.config, managers, self._manager_tls)
             else:
                 await become_worker(self.data_dir, self.config, managers, self._renewer)
         except SwarmliteError as exc:

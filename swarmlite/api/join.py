@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import ipaddress
 import logging
-import re
 import time
 
 import msgspec
@@ -89,11 +88,6 @@ def admit(cluster: Cluster, request: JoinRequest) -> str:
     return role
 
 
-_HOSTNAME = re.compile(
-    r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
-)
-
-
 def decode_join(body: bytes) -> JoinRequest:
     """The request, its advertise address checked; else SpecError."""
     try:
@@ -108,14 +102,6 @@ def decode_join(body: bytes) -> JoinRequest:
             "address"
         ) from None
     return request
-
-
-def cert_dns_names(hostname: str) -> list[str]:
-    """DNS names for a node's certificate: its host name only when it is a valid DNS
-    name (``my_host`` or a non-ASCII name is not; nodes are reached by address anyway)."""
-    if len(hostname) <= 253 and _HOSTNAME.fullmatch(hostname):
-        return ["localhost", hostname]
-    return ["localhost"]
 
 
 def peer_url(addr: str, api_port: int) -> str:

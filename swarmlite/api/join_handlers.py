@@ -15,7 +15,6 @@ from aiohttp import web
 from swarmlite.api import node_handlers
 from swarmlite.api.join import (
     admit,
-    cert_dns_names,
     decode_join,
     json_response,
     new_node,
@@ -26,7 +25,7 @@ from swarmlite.api.join import (
 from swarmlite.api.models import JoinResponse, JoinTokens
 from swarmlite.errors import AuthError, ConflictError, SpecError, StoreUnavailableError
 from swarmlite.manager.reconcile import new_id
-from swarmlite.security.ca import ClusterCA
+from swarmlite.security.ca import ClusterCA, cert_dns_names
 from swarmlite.security.mtls import request_identity
 from swarmlite.security.secretbox import SecretBox
 from swarmlite.spec.objects import Cluster, Node

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import re
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -354,3 +355,16 @@ def needs_renewal(cert_pem: str | bytes, now: datetime, fraction: float = 2 / 3)
     if now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
     return now >= start + (end - start) * fraction
+
+
+_HOSTNAME = re.compile(
+    r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
+)
+
+
+def cert_dns_names(hostname: str) -> list[str]:
+    """DNS names for a node's certificate: its host name only when it is a valid DNS
+    name (``my_host`` or a non-ASCII name is not; nodes are reached by address anyway)."""
+    if len(hostname) <= 253 and _HOSTNAME.fullmatch(hostname):
+        return ["localhost", hostname]
+    return ["localhost"]

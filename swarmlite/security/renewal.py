@@ -24,7 +24,7 @@ from aiohttp import web
 
 from swarmlite.background import BackgroundLoop
 from swarmlite.errors import AuthError, NotFoundError, SwarmliteError
-from swarmlite.security.ca import CLOCK_SKEW, ClusterCA, load_cert, make_key_and_csr
+from swarmlite.security.ca import CLOCK_SKEW, ClusterCA, cert_dns_names, load_cert, make_key_and_csr
 from swarmlite.security.mtls import request_identity
 from swarmlite.security.tls import Credentials
 from swarmlite.spec.objects import Node
@@ -66,7 +66,7 @@ def renewal_handler(
             node_id=identity.node_id,
             role=node.value.role,
             san_ips=sorted({node.value.addr, "127.0.0.1"}),
-            san_dns=["localhost", node.value.hostname],
+            san_dns=cert_dns_names(node.value.hostname),
             lifetime=lifetime(),
         )
         log.info("certificate renewed node=%s role=%s", identity.node_id[:12], node.value.role)
@@ -127,7 +127,7 @@ class CertRenewer(BackgroundLoop):
         identity = creds.identity
         key_pem, csr_pem = make_key_and_csr(identity.node_id)
         body = msgspec.json.encode(RenewRequest(csr_pem=csr_pem))
-        context = creds.client_context()
+        context = creds.client_context(managers_only=True)
         last = ""
         for manager in self._managers():
             url = f"https://{manager}/v1/renew"

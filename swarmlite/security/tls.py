@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from swarmlite.errors import AuthError
+from swarmlite.security.ca import cert_identity
 
 if TYPE_CHECKING:
     from swarmlite.security.ca import Identity
@@ -73,28 +74,52 @@ def server_context(
 
 
 def client_context(
-    cert_pem: str, key_pem: str, ca_pem: str, *, server_hostname_check: bool = False
+    cert_pem: str,
+    key_pem: str,
+    ca_pem: str,
+    *,
+    server_hostname_check: bool = False,
+    managers_only: bool = False,
 ) -> ssl.SSLContext:
     """Client side of mutual TLS.
 
     The hostname check is off by default because nodes are addressed by IP and
     any cert from the cluster CA is a cluster node; turn it on when the server's
-    SANs are known to contain the address used.
+    SANs are known to contain the address used. ``managers_only``: the server's
+    certificate must also say "manager" (for sessions, renewal, promotion: a
+    worker's certificate is from the same CA, and must not pass for a manager).
     """
     context = _base_context(ssl.PROTOCOL_TLS_CLIENT, cert_pem, key_pem)
     context.check_hostname = server_hostname_check
     context.verify_mode = ssl.CERT_REQUIRED
     _load_ca(context, ca_pem)
+    if managers_only:
+        context.sslobject_class = _ManagerPeer
     return context
 
 
 def anonymous_client_context(ca_pem: str, *, server_hostname_check: bool = False) -> ssl.SSLContext:
-    """Verifies the server against the CA but presents no cert (the join call)."""
+    """Verifies the server, a manager, against the CA but presents no cert (the join call)."""
     context = _base_context(ssl.PROTOCOL_TLS_CLIENT, None, None)
     context.check_hostname = server_hostname_check
     context.verify_mode = ssl.CERT_REQUIRED
     _load_ca(context, ca_pem)
+    context.sslobject_class = _ManagerPeer
     return context
+
+
+class _ManagerPeer(ssl.SSLObject):
+    """Ends the handshake unless the verified server certificate's role is manager:
+    before any request, and so any secret, is sent."""
+
+    def do_handshake(self) -> None:
+        super().do_handshake()
+        leaf = self.getpeercert(binary_form=True)
+        role = cert_identity(leaf).role if leaf else "none"
+        if role != "manager":
+            raise ssl.SSLCertVerificationError(
+                f"the server's certificate is a {role}'s, not a manager's"
+            )
 
 
 def write_private(path: str | os.PathLike[str], data: bytes) -> None:
@@ -164,7 +189,13 @@ class Credentials:
             self.cert_pem, self.key_pem, self.ca_pem, require_client_cert=require_client_cert
         )
 
-    def client_context(self, *, server_hostname_check: bool = False) -> ssl.SSLContext:
+    def client_context(
+        self, *, server_hostname_check: bool = False, managers_only: bool = False
+    ) -> ssl.SSLContext:
         return client_context(
-            self.cert_pem, self.key_pem, self.ca_pem, server_hostname_check=server_hostname_check
+            self.cert_pem,
+            self.key_pem,
+            self.ca_pem,
+            server_hostname_check=server_hostname_check,
+            managers_only=managers_only,
         )

@@ -5,9 +5,10 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from swarmlite.api.join import cert_dns_names, decode_join
+from swarmlite.api.join import decode_join
 from swarmlite.api.models import JoinRequest
 from swarmlite.errors import SpecError
+from swarmlite.security.ca import cert_dns_names
 
 
 def body(addr: str = "10.0.0.5", hostname: str = "node-1") -> bytes:

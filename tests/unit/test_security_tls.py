@@ -12,6 +12,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+import uvloop
 from aiohttp import web
 
 from swarmlite.errors import AuthError
@@ -168,6 +169,40 @@ async def test_fetch_and_pin_ca_refuses_a_worker_server(cluster: Cluster) -> Non
     ):
         with pytest.raises(AuthError, match="not a manager"):
             await fetch_and_pin_ca("127.0.0.1", p, cluster.ca.fingerprint(), timeout=5)
+
+
+async def test_calls_meant_for_a_manager_refuse_a_worker_server_before_sending(
+    cluster: Cluster, port: int
+) -> None:
+    """A worker's certificate is from the same CA: alone, it would pass for a manager
+    (and receive a join secret, or feed an agent its assignments)."""
+    to_managers = cluster.worker.client_context(managers_only=True)
+    assert (await _get(port, "/v1/tasks", to_managers))[0] == 200  # a real manager
+    anonymous = anonymous_client_context(cluster.ca.cert_pem)
+    assert (await _get(port, "/v1/ca", anonymous))[0] == 200
+    async for p in _serve(
+        cluster.worker.server_context(require_client_cert=False), cluster.ca.cert_pem
+    ):
+        for ctx in (to_managers, anonymous):
+            with pytest.raises(aiohttp.ClientError, match="a worker's, not a manager's"):
+                await _get(p, "/v1/ca", ctx)
+        # Other calls (a manager asking any node for logs) still reach a worker.
+        assert (await _get(p, "/v1/tasks", cluster.manager.client_context()))[0] == 200
+
+
+def test_the_manager_check_holds_under_uvloop_too(cluster: Cluster) -> None:
+    # The daemon runs on uvloop, whose TLS is its own: the check must hold there too.
+    async def scenario() -> str:
+        async for p in _serve(
+            cluster.worker.server_context(require_client_cert=False), cluster.ca.cert_pem
+        ):
+            try:
+                await _get(p, "/v1/ca", cluster.worker.client_context(managers_only=True))
+            except aiohttp.ClientError as exc:
+                return str(exc)
+        return "connected"
+
+    assert "a worker's, not a manager's" in uvloop.run(scenario())
 
 
 def test_credentials_save_load(cluster: Cluster, tmp_path: Path) -> None:
