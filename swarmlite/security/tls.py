@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from swarmlite.errors import AuthError
-from swarmlite.security.ca import cert_identity
 
 if TYPE_CHECKING:
     from swarmlite.security.ca import Identity
@@ -114,6 +113,9 @@ class _ManagerPeer(ssl.SSLObject):
 
     def do_handshake(self) -> None:
         super().do_handshake()
+        # Imported here: the CLI's import path stays free of cryptography (fast start).
+        from swarmlite.security.ca import cert_identity
+
         leaf = self.getpeercert(binary_form=True)
         role = cert_identity(leaf).role if leaf else "none"
         if role != "manager":
