@@ -26,7 +26,7 @@ from typing import cast
 import httptools
 
 from swarmlite.proxy.context import PRECONNECT_LIMIT, WRITE_HIGH_WATER, ProxyContext, connect_any
-from swarmlite.proxy.http_upstream import HttpUpstream, UpstreamPool
+from swarmlite.proxy.http_upstream import P_UPSTREAM, HttpUpstream, UpstreamPool
 from swarmlite.proxy.table import ListenerRoute, Target
 
 _P_BUFFER = 2  # too much request body held while no upstream is bound
@@ -196,6 +196,9 @@ class HttpProxyConnection(asyncio.Protocol):
         req.headers = []
         if p.should_upgrade():
             req.upgrade = self._tunnel = True
+            if method == b"CONNECT":  # a forward proxy's verb: no service is one
+                self._fail("405 Method Not Allowed", "the routing mesh does not serve CONNECT")
+                return
         if req is self._queue[0]:
             self._dispatch(req)
 
@@ -271,23 +274,33 @@ class HttpProxyConnection(asyncio.Protocol):
             self.resume(_P_BUFFER)
         else:
             up.transport.write(req.head)
-        if req.upgrade:
-            up.tunnel = True
-            if self._tunnel_buf:
-                up.transport.writelines(self._tunnel_buf)
-                self._tunnel_buf = []
-            self.resume(_P_BUFFER)
+        # An upgrade request's following bytes wait in _tunnel_buf: they go to the
+        # backend only once it has agreed (101, ``tunnel_open``), never as requests.
+
+    def tunnel_open(self, up: HttpUpstream) -> None:
+        """The backend switched protocols: from here both directions are raw bytes."""
+        if up is not self._upstream or not self._queue or not self._queue[0].upgrade:
+            self._close()  # a 101 nobody asked for
+            return
+        up.tunnel = True
+        if self._tunnel_buf:
+            up.transport.writelines(self._tunnel_buf)
+            self._tunnel_buf = []
+        self.resume(_P_BUFFER)
 
     def response_done(self, up: HttpUpstream) -> None:
         req = self._queue.popleft()
         self._upstream = None
         self._settle()
         up.finish()
-        if not req.complete or self._stopping:
+        self.resume(P_UPSTREAM)  # the response is whole: the client's pause ends
+        if not req.complete or self._stopping or req.upgrade:
+            # An upgrade refused (not 101): what the client sent after it was meant for
+            # a tunnel, not requests; end the connection rather than parse it.
             up.transport.close()
             self._close()
             return
-        if up.keep_alive:
+        if up.keep_alive and not up.transport.get_write_buffer_size():
             self._pool.release(up)
         else:
             up.transport.close()

@@ -241,6 +241,10 @@ class HttpUpstream(asyncio.Protocol):
         self.got_response = True
         try:
             self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:  # 101 Switching Protocols
+            owner.transport.write(self._pass_head(data) if self._head is not None else data)
+            owner.tunnel_open(self)
+            return
         except httptools.HttpParserError:
             owner.transport.write(self._pass_head(data) if self._head is not None else data)
             self.done = False

@@ -268,7 +268,11 @@ class RoutingTable:
         updated = 0
         for key in list(self._routes):
             if key not in plans:
-                removed.append(self._routes.pop(key))
+                gone = self._routes.pop(key)
+                # Kept-alive clients of the closed listener still hold the route: their
+                # next request gets 503 and a close, never a task that is gone.
+                gone.picker.replace(())
+                removed.append(gone)
         for key, plan in plans.items():
             live = self._routes.get(key)
             if live is None:

@@ -160,7 +160,8 @@ class TcpProxyConnection(asyncio.Protocol):
         if self._client_eof:
             if upstream.can_write_eof():
                 upstream.write_eof()
-        else:
+        elif upstream.get_write_buffer_size() <= WRITE_HIGH_WATER:
+            # Else the write above paused the client, and resume_writing will resume it.
             client.resume_reading()
 
     def upstream_eof(self) -> bool:

@@ -137,6 +137,8 @@ def test_table_apply_diffs_and_keeps_pickers() -> None:
     change = table.apply(snapshot(other, revision=3))
     assert [r.listener.port for r in change.removed] == [80]
     assert table.picker(("0.0.0.0", 80)) is None
+    # A kept-alive client of the closed listener holds the old picker: it picks nothing.
+    assert picker.pick() is None and len(picker) == 0
     assert table.revision == 3
 
 
