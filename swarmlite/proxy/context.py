@@ -25,6 +25,11 @@ from swarmlite.proxy.table import BackendPicker, Target
 PRECONNECT_LIMIT = 256 * 1024
 # Transport write buffer high-water mark: past it, the other side stops reading.
 WRITE_HIGH_WATER = 256 * 1024
+# Every TICK seconds each connection counts one more quiet tick (``tick``); any byte
+# resets it. No per-request timer: the hot path only stores a zero.
+TICK = 5.0
+RESPONSE_TIMEOUT = 60.0  # an upstream silent this long gets a 504 (nginx: proxy_read_timeout)
+CLIENT_IDLE_TIMEOUT = 75.0  # an HTTP client idle (or mid-head) this long is closed
 
 _P = TypeVar("_P", bound=asyncio.BaseProtocol)
 
@@ -36,15 +41,26 @@ class ProxiedConnection(Protocol):
     def abort(self) -> None:
         """Close now."""
 
+    def tick(self) -> None:
+        """One more quiet ``TICK``: end what has waited past its timeout."""
+
 
 class ProxyContext:
     def __init__(
         self,
         local_node_id: str,
         connect_timeout: float = 1.0,
+        *,
+        tick: float = TICK,
+        response_timeout: float = RESPONSE_TIMEOUT,
+        client_idle_timeout: float = CLIENT_IDLE_TIMEOUT,
     ) -> None:
         self.local_node_id = local_node_id
         self.connect_timeout = connect_timeout
+        self.tick = tick
+        self.response_timeout = response_timeout
+        self.response_ticks = max(1, round(response_timeout / tick))
+        self.idle_ticks = max(1, round(client_idle_timeout / tick))
         self.connections: set[ProxiedConnection] = set()
         self._drained: asyncio.Event | None = None
         self._inflight: dict[str, int] = {}  # task id -> connections/requests in flight

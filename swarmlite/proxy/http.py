@@ -85,6 +85,7 @@ class HttpProxyConnection(asyncio.Protocol):
         self._closed = False
         self._tunnel = False
         self._tunnel_buf: list[bytes] = []
+        self.quiet = 0  # ticks without a byte from the client or the bound upstream
 
     # -- client transport ------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -97,6 +98,7 @@ class HttpProxyConnection(asyncio.Protocol):
         self._ctx.opened(self)
 
     def data_received(self, data: bytes) -> None:
+        self.quiet = 0
         if self._tunnel:
             self._tunnel_write(data)
             return
@@ -380,6 +382,30 @@ class HttpProxyConnection(asyncio.Protocol):
             self._upstream = None
             up.owner = None
             up.transport.close()
+
+    def tick(self) -> None:
+        self.quiet = quiet = self.quiet + 1
+        if self._closed or self._tunnel:
+            return  # a tunnel (websocket) may idle as long as its ends like
+        up = self._upstream
+        if up is not None:
+            if quiet >= self._ctx.response_ticks:
+                self._upstream_timed_out(up)
+        elif self._connecting is None and quiet >= self._ctx.idle_ticks:
+            self._close()  # kept alive with nothing asked, or a head never finished
+
+    def _upstream_timed_out(self, up: HttpUpstream) -> None:
+        self._upstream = None
+        up.owner = None
+        up.transport.close()
+        if up.got_response:
+            self._close()  # a response cut short: closing is how the client learns it
+            return
+        self._fail(
+            "504 Gateway Timeout",
+            f"service {self._route.listener.service} did not answer within "
+            f"{self._ctx.response_timeout:g} s",
+        )
 
     def shutdown(self) -> None:
         self._stopping = True

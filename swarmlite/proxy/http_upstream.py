@@ -231,6 +231,7 @@ class HttpUpstream(asyncio.Protocol):
         if owner is None:  # bytes with no request asked: not a healthy keep-alive
             self.transport.close()
             return
+        owner.quiet = 0
         if self.tunnel:
             owner.transport.write(data)
             return

@@ -22,7 +22,12 @@ import logging
 import socket
 from dataclasses import dataclass
 
-from swarmlite.proxy.context import ProxyContext
+from swarmlite.proxy.context import (
+    CLIENT_IDLE_TIMEOUT,
+    RESPONSE_TIMEOUT,
+    TICK,
+    ProxyContext,
+)
 from swarmlite.proxy.http import HttpProxyConnection
 from swarmlite.proxy.http_upstream import UpstreamPool
 from swarmlite.proxy.table import ListenerKey, ListenerRoute, RoutingTable
@@ -49,6 +54,9 @@ class MeshProxy:
         bind_host: str = "0.0.0.0",
         *,
         connect_timeout: float = 1.0,
+        tick: float = TICK,
+        response_timeout: float = RESPONSE_TIMEOUT,
+        client_idle_timeout: float = CLIENT_IDLE_TIMEOUT,
         backlog: int = 1024,
         max_idle_per_backend: int = 128,
         idle_sweep: float = 30.0,
@@ -56,7 +64,14 @@ class MeshProxy:
         self.local_node_id = local_node_id
         self.bind_host = bind_host
         self.table = RoutingTable(bind_host, local_node_id)
-        self._ctx = ProxyContext(local_node_id, connect_timeout)
+        self._ctx = ProxyContext(
+            local_node_id,
+            connect_timeout,
+            tick=tick,
+            response_timeout=response_timeout,
+            client_idle_timeout=client_idle_timeout,
+        )
+        self._ticker: asyncio.TimerHandle | None = None
         self._pool = UpstreamPool(max_idle_per_backend)
         self._backlog = backlog
         self._idle_sweep = idle_sweep
@@ -73,6 +88,14 @@ class MeshProxy:
         self._stopped = False
         if self._sweeper is None:
             self._sweeper = asyncio.get_running_loop().call_later(self._idle_sweep, self._sweep)
+        if self._ticker is None:
+            self._ticker = asyncio.get_running_loop().call_later(self._ctx.tick, self._tick)
+
+    def _tick(self) -> None:
+        """Timeouts, coarse: every connection counts a quiet tick, any byte resets it."""
+        for conn in list(self._ctx.connections):
+            conn.tick()
+        self._ticker = asyncio.get_running_loop().call_later(self._ctx.tick, self._tick)
 
     def _sweep(self) -> None:
         """Close upstream keep-alive connections idle for one to two sweep periods."""
@@ -205,6 +228,9 @@ class MeshProxy:
             if self._sweeper is not None:
                 self._sweeper.cancel()
                 self._sweeper = None
+            if self._ticker is not None:
+                self._ticker.cancel()
+                self._ticker = None
             for server, _ in self._servers.values():
                 server.close()
             self._servers.clear()

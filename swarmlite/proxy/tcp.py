@@ -188,6 +188,9 @@ class TcpProxyConnection(asyncio.Protocol):
     def shutdown(self) -> None:
         """A byte stream has no request boundary: let it run until the grace ends."""
 
+    def tick(self) -> None:
+        """A TCP stream may idle as long as its ends like (a database connection)."""
+
     def abort(self) -> None:
         if self.transport is not None:
             self.transport.abort()
