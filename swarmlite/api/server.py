@@ -38,7 +38,13 @@ from swarmlite.errors import (
     StoreUnavailableError,
     SwarmliteError,
 )
-from swarmlite.security.mtls import allow_roles, ca_handler, mtls_middleware, request_identity
+from swarmlite.security.mtls import (
+    IDENTITY_KEY,
+    allow_roles,
+    ca_handler,
+    mtls_middleware,
+    request_identity,
+)
 from swarmlite.spec.objects import Service, TaskState
 from swarmlite.store.cache import ClusterState
 from swarmlite.store.store import Delete
@@ -90,6 +96,23 @@ async def store_middleware(request: web.Request, handler: Handler) -> web.Stream
     return await handler(request)
 
 
+@web.middleware
+async def membership_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A node's certificate is good only while the node is a member: one removed with
+    ``node rm`` keeps a valid certificate for its remaining lifetime, not its access."""
+    identity = request.get(IDENTITY_KEY)
+    ctx = request.app[CTX]
+    if (
+        identity is not None
+        and identity.role in ("manager", "worker")
+        and ctx.cache.ready.is_set()
+        and identity.node_id not in ctx.cache.view().nodes
+    ):
+        log.warning("refused path=%s node=%s reason=not-a-member", request.path, identity.node_id)
+        return _json({"error": "this node is not part of the cluster: join it again"}, 403)
+    return await handler(request)
+
+
 def build_app(ctx: ApiContext) -> web.Application:
     policy = allow_roles(
         {
@@ -100,7 +123,14 @@ def build_app(ctx: ApiContext) -> web.Application:
         },
         default=("admin", "manager"),
     )
-    app = web.Application(middlewares=[error_middleware, mtls_middleware(policy), store_middleware])
+    app = web.Application(
+        middlewares=[
+            error_middleware,
+            mtls_middleware(policy),
+            membership_middleware,
+            store_middleware,
+        ]
+    )
     app[CTX] = ctx
     r = app.router
     r.add_get("/v1/ca", ca_handler(ctx.ca_pem))

@@ -242,6 +242,10 @@ class Dispatcher:
             lost_since = None
             seen = self._cache.version
             state = self._cache.view()
+            if node_id not in state.nodes:
+                log.warning("closing session node=%s: removed from the cluster", node_id[:12])
+                await ws.close(message=b"this node is not part of the cluster: join it again")
+                return
             message = assignments_for(node_id, state, self.routes(state), self._open_secret)
             # The revision moves on every write anywhere; send only when content changed.
             body = encoder.encode(

@@ -15,6 +15,7 @@ import pytest
 
 from swarmlite.api.agent_protocol import Assignments, Hello, decode_manager_message, encoder
 from swarmlite.config import load_config
+from swarmlite.security.ca import ClusterCA
 from swarmlite.security.tls import Credentials
 from swarmlite.spec.objects import NodeResources, Platform
 from swarmlite.spec.service import NetworkSpec, ServiceSpec, StackSpec
@@ -326,3 +327,30 @@ def test_a_rollback_to_a_port_another_service_took_is_refused(
     assert node.json("service", "inspect", "rb_web")[0]["spec"]["ports"] == []
     for stack in ("rb", "rb2"):
         node.cli("stack", "rm", stack, check=True)
+
+
+def test_a_certificate_of_a_node_not_in_the_cluster_is_refused(
+    node: SwarmNode, tmp_path: Path
+) -> None:
+    """As after `node rm`: the certificate is valid (same CA, not expired), the node is
+    no member, so neither the API nor an agent session accepts it."""
+    own = Credentials.load(node.data_dir / "certs")
+    assert own.ca_key_pem is not None
+    ca = ClusterCA.load(own.ca_pem, own.ca_key_pem)
+    cert, key = ca.issue("removed0000000000000000000", "manager")
+    ctx = Credentials(cert, key, own.ca_pem).client_context()
+    base = load_config(node.data_dir).api_url
+
+    async def calls() -> tuple[int, str, str]:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(base + "/v1/tasks", ssl=ctx) as resp:
+                status, text = resp.status, await resp.text()
+            try:
+                async with http.ws_connect(base + "/v1/agent/session", ssl=ctx) as ws:
+                    return status, text, f"session opened: {await ws.receive(timeout=5)}"
+            except aiohttp.WSServerHandshakeError as exc:
+                return status, text, f"session refused: {exc.status}"
+
+    status, text, session = asyncio.run(calls())
+    assert status == 403 and "not part of the cluster" in text, (status, text)
+    assert session == "session refused: 403", session
