@@ -24,6 +24,7 @@ from aiohttp import web
 
 from swarmlite.agent.node_network import DOCKER_EMBEDDED_DNS
 from swarmlite.agent.runtime import DockerRuntime
+from swarmlite.agent.secrets import remove_node_files
 from swarmlite.agent.session import NodeAgent
 from swarmlite.api import join_handlers, secret_handlers, update_handlers
 from swarmlite.api.join import with_tokens
@@ -85,6 +86,7 @@ async def remove_node_workloads(node_id: str) -> int:
         # Left behind, a stack bridge would keep its subnet from the next cluster here.
         for name in await runtime.node_networks():
             await runtime.remove_network(name)
+        remove_node_files(node_id)
         return len(containers)
     finally:
         await runtime.close()

@@ -4,8 +4,12 @@ The manager sends the contents this node's tasks use in every Assignments messag
 Before a task's container is created, each file it uses is written to
 ``BASE/<task id>/`` on a tmpfs (``/dev/shm``, so never to disk) with the reference's
 mode, uid and gid, and bind-mounted read-only at its target, as Swarm does. A task's
-directory is removed once the task is no longer assigned to this node. Contents are
-never logged.
+directory is removed once the task is no longer assigned to this node, and the
+node's whole directory when it leaves the cluster. Contents are never logged.
+
+``/dev/shm`` is writable by every local user: each directory on the way is used only
+if it is a real directory (not a symlink) of the daemon's user that no one else may
+write, so another user cannot plant one and read the files, or redirect the sweep.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import contextlib
 import logging
 import os
 import shutil
+import stat
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -51,7 +56,7 @@ class TaskFiles:
         self.sweep(self._assigned)
 
     def sweep(self, keep: set[str]) -> None:
-        if not self.base.is_dir():
+        if not (_is_private_dir(self.base.parent) and _is_private_dir(self.base)):
             return
         for entry in self.base.iterdir():
             if entry.name not in keep:
@@ -80,8 +85,8 @@ class TaskFiles:
     def _write(self, task_id: str, wanted: list[tuple[str, FileRef, bytes]]) -> list[DockerMount]:
         folder = self.base / task_id
         try:
-            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-            os.chmod(self.base, 0o700)
+            for step in (self.base.parent, self.base, folder):
+                _private_dir(step)
             mounts = []
             for i, (kind, ref, data) in enumerate(wanted):
                 path = folder / f"{kind}-{i}"
@@ -91,6 +96,36 @@ class TaskFiles:
         except OSError as exc:
             shutil.rmtree(folder, ignore_errors=True)
             raise RuntimeFailure(f"cannot write the task's secrets under {folder}: {exc}") from exc
+
+
+def _is_private_dir(path: Path) -> bool:
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and not st.st_mode & 0o077
+
+
+def _private_dir(path: Path) -> None:
+    """Create ``path`` (0700), or accept an existing one only if it is a real directory
+    of ours (then made 0700: an older version left it readable)."""
+    with contextlib.suppress(FileExistsError):
+        path.mkdir(mode=0o700)
+    st = os.lstat(path)
+    if stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and st.st_mode & 0o077:
+        os.chmod(path, 0o700)
+    elif not _is_private_dir(path):
+        raise RuntimeFailure(
+            f"{path} is not a private directory of this daemon (owner uid {st.st_uid}, "
+            f"mode {stat.filemode(st.st_mode)}): remove it and try again"
+        )
+
+
+def remove_node_files(node_id: str, base: Path | None = None) -> None:
+    """The node's secrets and configs, when it leaves the cluster."""
+    folder = (base or DEFAULT_BASE) / node_id[:12]
+    if _is_private_dir(folder.parent) and _is_private_dir(folder):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _write_file(path: Path, data: bytes, ref: FileRef) -> None:

@@ -14,7 +14,7 @@ import msgspec
 import pytest
 
 from swarmlite.agent.containers import container_config
-from swarmlite.agent.secrets import TaskFiles
+from swarmlite.agent.secrets import TaskFiles, remove_node_files
 from swarmlite.api.agent_protocol import FileData
 from swarmlite.errors import AuthError, RuntimeFailure, SpecError
 from swarmlite.manager.deploy import plan_deploy
@@ -204,6 +204,33 @@ def test_task_files_are_written_with_mode_and_mounted_read_only(tmp_path: Path) 
     # Once the task is no longer assigned, its files go.
     files.update([], [], [])
     assert not secret_path.exists()
+
+
+def test_task_files_use_only_private_directories(tmp_path: Path) -> None:
+    """Under /dev/shm anyone may create entries first: a planted symlink (or a
+    directory of another user) is refused, and the sweep does not follow it."""
+    spec = web(configs=())
+    task = _task("t1", "n1", spec, TaskState.RUNNING)
+    secret = [FileData(name="st_pw", digest="d", data=b64(PLAIN))]
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "victim").mkdir(parents=True)
+    base = tmp_path / "shm"
+    base.mkdir(mode=0o755)  # as an older version left it: made private, then used
+    (base / "node12345678").symlink_to(elsewhere)
+    files = TaskFiles("node1234567890", base=base)
+    files.update([task], secret, [])
+    with pytest.raises(RuntimeFailure, match="is not a private directory of this daemon"):
+        asyncio.run(files.mounts_for(task))
+    assert (elsewhere / "victim").exists() and not list(elsewhere.glob("t1*"))
+    files.update([], secret, [])  # the sweep would delete "victim" through the link
+    assert (elsewhere / "victim").exists()
+    (base / "node12345678").unlink()
+    files.update([task], secret, [])
+    (mount,) = asyncio.run(files.mounts_for(task))
+    assert stat.S_IMODE(os.stat(base).st_mode) == 0o700
+    assert Path(mount["Source"]).read_bytes() == PLAIN
+    remove_node_files("node1234567890", base=base)
+    assert not (base / "node12345678").exists()
 
 
 def test_task_files_refuse_a_task_whose_secret_is_missing(tmp_path: Path) -> None:
