@@ -55,15 +55,18 @@ def _state(cluster: Cluster, networks: list[Network]) -> ClusterState:
     )
 
 
+CLUSTER = Cluster(
+    id="c1",
+    created_at=0.0,
+    ca_cert_pem="",
+    worker_token_digest="",
+    manager_token_digest="",
+    address_pool=POOL,
+)
+
+
 def test_a_removed_stacks_subnet_is_not_the_next_one_given_out() -> None:
-    cluster = Cluster(
-        id="c1",
-        created_at=0.0,
-        ca_cert_pem="",
-        worker_token_digest="",
-        manager_token_digest="",
-        address_pool=POOL,
-    )
+    cluster = CLUSTER
     first = plan_deploy(_stack("a"), _state(cluster, []), prune=False, now=1.0)
     (made,) = [op.obj for op in first.ops if isinstance(op.obj, Network)]
     (moved,) = [op for op in first.ops if isinstance(op, Put) and isinstance(op.obj, Cluster)]
@@ -80,14 +83,7 @@ def test_a_removed_stacks_subnet_is_not_the_next_one_given_out() -> None:
 
 
 def test_services_that_join_a_new_network_in_one_deploy_get_distinct_vips() -> None:
-    cluster = Cluster(
-        id="c1",
-        created_at=0.0,
-        ca_cert_pem="",
-        worker_token_digest="",
-        manager_token_digest="",
-        address_pool=POOL,
-    )
+    cluster = CLUSTER
 
     def spec(nets: tuple[str, ...]) -> StackSpec:
         return StackSpec(
