@@ -262,7 +262,9 @@ def _fill_slot(
     ):
         plan.notes.append(f"slot {_slot_name(key)}: waiting for {last.id[:12]} to stop")
         return
-    task = make_task(service, key[0], now, node_id=key[1], attempt=last.attempt if last else 0)
+    # Restarts count per spec: a new spec (an update) starts from none, as in Swarm.
+    attempt = last.attempt if last is not None and last.spec_version == service.version else 0
+    task = make_task(service, key[0], now, node_id=key[1], attempt=attempt)
     plan.create.append(task)
     plan.notes.append(f"slot {_slot_name(key)}: created {task.id[:12]}")
 

@@ -371,6 +371,24 @@ def test_a_global_task_never_placed_on_a_node_that_goes_down_ends_as_shutdown() 
     assert "lost with its node" not in plan.decision(NAME)
 
 
+def test_an_update_starts_the_restart_count_afresh() -> None:
+    # The slot's task was restarted once (attempt 1) under the old spec; with
+    # max_attempts 1, carrying that count over would leave the new spec no restart.
+    policy = RestartPolicy(delay=0, max_attempts=1)
+    old = service(spec(replicas=1, restart_policy=policy), version=1)
+    ended = msgspec.structs.replace(
+        task(old, 1, S.SHUTDOWN, desired=S.SHUTDOWN, attempt=1), spec_version=1
+    )
+    new = service(spec(replicas=1, image="img:2", restart_policy=policy), version=2)
+    plan = reconcile(new, [ended], NODES, T0)
+    check_plan(plan, [ended])
+    (created,) = plan.create
+    assert (created.spec_version, created.attempt) == (2, 0)
+    # A refill of the same spec (say after a drain) keeps the count.
+    same = reconcile(old, [ended], NODES, T0)
+    assert [t.attempt for t in same.create] == [1]
+
+
 def test_global_service_follows_a_new_node_and_restarts_per_node() -> None:
     svc = service(spec(mode="global", restart_policy=RestartPolicy(delay=0)))
     crashed = task(svc, 0, S.FAILED, node_id="n1", err="exit 1")

@@ -11,7 +11,7 @@ from swarmlite.manager.routes import build_routes
 from swarmlite.proxy.context import ProxyContext
 from swarmlite.proxy.mesh import MeshProxy
 from swarmlite.proxy.table import RoutingTable, Target, parse_host_port, plan_listeners
-from swarmlite.spec.objects import Service, Task, TaskState, TaskStatus
+from swarmlite.spec.objects import Node, NodeStatus, Service, Task, TaskState, TaskStatus
 from swarmlite.spec.routes import Backend, ServiceRoute
 from swarmlite.spec.service import PortSpec, ServiceSpec
 from swarmlite.store.cache import ClusterState
@@ -136,6 +136,17 @@ def test_build_routes_copies_remote_ports() -> None:
     assert svc.backends == (
         Backend(task_id="t1", node_id="n2", addresses={}, remote_ports={80: "192.168.1.7:32768"}),
     )
+    # Its node goes down: the task keeps its last status (no agent will change it, and
+    # a spent restart policy may never replace it), but no mesh routes there any more.
+    down = Node(id="n2", hostname="h", addr="10.0.0.2", api_port=1, status=NodeStatus(state="down"))
+    state = ClusterState(
+        revision=4,
+        services=state.services,
+        tasks=state.tasks,
+        nodes={"n2": Versioned(down, 4)},
+    )
+    (svc,) = build_routes(state).services
+    assert svc.backends == ()
 
 
 # ---- a real mesh over loopback ------------------------------------------------------
