@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Sequence
 
 import msgspec
@@ -124,21 +125,25 @@ async def engine() -> FakeEngine:
     return FakeEngine()
 
 
-async def running(engine: FakeEngine, task: Task, reports: Reports) -> TaskRunner:
+@contextlib.asynccontextmanager
+async def running(
+    engine: FakeEngine, task: Task | None, reports: Reports
+) -> AsyncIterator[TaskRunner]:
+    """A started runner, assigned ``task`` (if any), stopped afterwards."""
     runner = TaskRunner(engine, "n1", reports)  # type: ignore[arg-type]
     await runner.start()
-    runner.apply([task], [], [])
-    return runner
+    try:
+        if task is not None:
+            runner.apply([task], [], [])
+        yield runner
+    finally:
+        await runner.stop()
 
 
 async def test_it_subscribes_to_events_before_listing_containers(engine: FakeEngine) -> None:
-    runner = TaskRunner(engine, "n1", Reports())  # type: ignore[arg-type]
-    await runner.start()
-    try:
+    async with running(engine, None, Reports()):
         # A container that exits between the list and the subscription would be missed.
         assert engine.calls[:2] == ["events", "list_own"]
-    finally:
-        await runner.stop()
 
 
 async def test_a_failed_list_after_a_resync_is_retried_and_events_keep_coming(
@@ -146,8 +151,7 @@ async def test_a_failed_list_after_a_resync_is_retried_and_events_keep_coming(
 ) -> None:
     task, reports = make_task(), Reports()
     engine.containers["c-t1"] = container(task, "running")
-    runner = await running(engine, task, reports)
-    try:
+    async with running(engine, task, reports):
         await reports.wait_for("t1", TaskState.RUNNING)
         engine.failing["list_own"] = 2
         await engine.stream.put(RuntimeEvent(container_id="", task_id="", action="resync"))
@@ -159,8 +163,6 @@ async def test_a_failed_list_after_a_resync_is_retried_and_events_keep_coming(
         failed = await reports.wait_for("t1", TaskState.FAILED)
         assert engine.calls.count("list_own") == 4  # start, 2 failures, then success
         assert failed.exit_code == 3
-    finally:
-        await runner.stop()
 
 
 async def test_a_failing_stop_is_retried_after_a_pause_not_in_a_tight_loop(
@@ -169,15 +171,12 @@ async def test_a_failing_stop_is_retried_after_a_pause_not_in_a_tight_loop(
     task = make_task(TaskState.SHUTDOWN)
     engine.containers["c-t1"] = container(task, "running")
     engine.failing["stop"] = ALWAYS
-    runner = await running(engine, task, Reports())
-    try:
+    async with running(engine, task, Reports()):
         await asyncio.sleep(2.5)
         assert 2 <= engine.calls.count("stop") <= 4, engine.calls.count("stop")
         engine.failing["stop"] = 0  # the engine is back: the next try stops it
         await asyncio.sleep(1.5)
         assert engine.containers["c-t1"].state == "exited"
-    finally:
-        await runner.stop()
 
 
 async def test_a_started_container_it_cannot_read_is_removed_and_the_task_failed(
@@ -185,13 +184,10 @@ async def test_a_started_container_it_cannot_read_is_removed_and_the_task_failed
 ) -> None:
     task, reports = make_task(), Reports()
     engine.failing["inspect"] = ALWAYS
-    runner = await running(engine, task, reports)
-    try:
+    async with running(engine, task, reports):
         failed = await reports.wait_for("t1", TaskState.FAILED)
         assert "inspect: the engine failed" in failed.err
         assert engine.calls[-1] == "remove" and not engine.containers
-    finally:
-        await runner.stop()
 
 
 async def test_what_was_reported_of_a_task_no_longer_assigned_is_forgotten(
@@ -199,11 +195,8 @@ async def test_what_was_reported_of_a_task_no_longer_assigned_is_forgotten(
 ) -> None:
     task, reports = make_task(), Reports()
     engine.failing["create"] = 1  # the task ends without a container
-    runner = await running(engine, task, reports)
-    try:
+    async with running(engine, task, reports) as runner:
         await reports.wait_for("t1", TaskState.FAILED)
         assert "t1" in runner.statuses()
         runner.apply([], [], [])  # the manager no longer assigns it
         assert runner.statuses() == {}
-    finally:
-        await runner.stop()
