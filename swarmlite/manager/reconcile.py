@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from swarmlite.manager.restart import restart_verdict
+from swarmlite.manager.restart import next_restart_times, restart_verdict
 from swarmlite.manager.rollout import OutdatedSlot, rollout_step
 from swarmlite.manager.updater import (
     ACTIVE,
@@ -61,7 +61,13 @@ class Plan:
 
 
 def make_task(
-    service: Service, slot: int, now: float, *, node_id: str = "", attempt: int = 0
+    service: Service,
+    slot: int,
+    now: float,
+    *,
+    node_id: str = "",
+    attempt: int = 0,
+    restart_times: tuple[float, ...] = (),
 ) -> Task:
     return Task(
         id=new_id(),
@@ -76,6 +82,7 @@ def make_task(
         status=TaskStatus(state=TaskState.NEW, message="created", timestamp=now),
         created_at=now,
         attempt=attempt,
+        restart_times=restart_times,
     )
 
 
@@ -263,8 +270,9 @@ def _fill_slot(
         plan.notes.append(f"slot {_slot_name(key)}: waiting for {last.id[:12]} to stop")
         return
     # Restarts count per spec: a new spec (an update) starts from none, as in Swarm.
-    attempt = last.attempt if last is not None and last.spec_version == service.version else 0
-    task = make_task(service, key[0], now, node_id=key[1], attempt=attempt)
+    same = last if last is not None and last.spec_version == service.version else None
+    attempt, times = (same.attempt, same.restart_times) if same else (0, ())
+    task = make_task(service, key[0], now, node_id=key[1], attempt=attempt, restart_times=times)
     plan.create.append(task)
     plan.notes.append(f"slot {_slot_name(key)}: created {task.id[:12]}")
 
@@ -302,7 +310,14 @@ def _restart_slot(
         )
         return
     plan.put(shut_down(ended))
-    task = make_task(service, key[0], now, node_id=key[1], attempt=ended.attempt + 1)
+    task = make_task(
+        service,
+        key[0],
+        now,
+        node_id=key[1],
+        attempt=ended.attempt + 1,
+        restart_times=next_restart_times(service.spec.restart_policy, ended, now),
+    )
     plan.create.append(task)
     plan.notes.append(
         f"slot {_slot_name(key)}: {ended.id[:12]} {ended.status.state.label}, "

@@ -1,4 +1,11 @@
-"""Restart policy: whether and when a slot whose task ended gets a new task. Pure."""
+"""Restart policy: whether and when a slot whose task ended gets a new task. Pure.
+
+``max_attempts`` counts the slot's restarts under the current spec (an update starts
+afresh, as in Swarm). Without a ``window`` that is ``Task.attempt``; with one, only
+restarts within ``window`` seconds before the task ended count, read from the times
+each task carries (``Task.restart_times``), not from the slot's history, which is
+pruned to a few tasks and would let the count stop short of the limit.
+"""
 
 from __future__ import annotations
 
@@ -28,14 +35,7 @@ def restart_verdict(
     ended_at = ended.status.timestamp or ended.created_at
     if policy.max_attempts is not None:
         if policy.window > 0:
-            # Only restarts inside the window that ends when this task ended count
-            # (Swarm's semantics); measured from ``ended_at``, not ``now``, so the
-            # verdict does not flip on whichever later pass happens to look.
-            attempts = sum(
-                1
-                for t in history
-                if t.attempt > 0 and ended_at - policy.window <= t.created_at <= ended_at
-            )
+            attempts = _restarts_in_window(policy.window, ended, history, ended_at)
         else:
             attempts = ended.attempt
         if attempts >= policy.max_attempts:
@@ -45,3 +45,23 @@ def restart_verdict(
     return RestartVerdict(
         ended_at + policy.delay, f"{state.label}: {ended.status.err or ended.status.message}"
     )
+
+
+def next_restart_times(policy: RestartPolicy, ended: Task, now: float) -> tuple[float, ...]:
+    """``restart_times`` of the task that restarts ``ended`` at ``now``: the last
+    ``max_attempts`` restarts are all a window check needs (the policy is part of the
+    spec, so it cannot grow while the count lasts)."""
+    keep = (policy.max_attempts or 0) if policy.window > 0 else 0
+    return (*ended.restart_times, now)[-keep:] if keep > 0 else ()
+
+
+def _restarts_in_window(
+    window: float, ended: Task, history: Sequence[Task], ended_at: float
+) -> int:
+    # Swarm counts the restarts in the window that ends when it decides (on the
+    # failure); ours ends when the task ended, so a later pass gets the same verdict.
+    times: Sequence[float] = ended.restart_times
+    if ended.attempt > 0 and not times:
+        # Stored by a version that did not carry the times: what the history still has.
+        times = [t.created_at for t in history if t.attempt > 0 and t.created_at <= ended_at]
+    return sum(1 for at in times if at >= ended_at - window)

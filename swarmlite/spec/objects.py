@@ -80,6 +80,10 @@ class Task(Frozen, frozen=True):
     pending_reason: str = ""
     # Number of restarts before this task in its slot (for restart_policy.max_attempts).
     attempt: int = 0
+    # When the slot's latest restarts happened (this task's creation included, if it is
+    # one), at most max_attempts of them, for a restart_policy window. Carried from task
+    # to task of a slot, as ``attempt`` is: the pruned history cannot count them.
+    restart_times: tuple[float, ...] = ()
 
     @property
     def name(self) -> str:

@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import itertools
 
+import msgspec
 import pytest
 
 from swarmlite.manager.reconcile import reconcile
 from swarmlite.manager.restart import restart_verdict
 from swarmlite.spec.objects import TaskState
 from swarmlite.spec.service import RestartPolicy
-from tests.unit.test_reconcile import NAME, NODES, T0, Sim, check_plan, service, spec, task
+from tests.unit.test_reconcile import (
+    NAME,
+    NODES,
+    T0,
+    Sim,
+    check_plan,
+    service,
+    spec,
+    task,
+    with_status,
+)
 
 S = TaskState
 
@@ -93,8 +104,9 @@ def test_max_attempts_without_window_counts_the_slot_attempts(
         )
 
 
+@pytest.mark.parametrize("carried", [True, False], ids=["carried", "stored-before-times"])
 @pytest.mark.parametrize(("window", "restarted"), [(60.0, False), (30.0, True), (5.0, True)])
-def test_max_attempts_within_a_window(window: float, restarted: bool) -> None:
+def test_max_attempts_within_a_window(window: float, restarted: bool, carried: bool) -> None:
     policy = RestartPolicy(delay=0, max_attempts=2, window=window)
     svc = service(spec(replicas=1, restart_policy=policy))
     history = [
@@ -102,15 +114,47 @@ def test_max_attempts_within_a_window(window: float, restarted: bool) -> None:
         task(svc, 1, S.FAILED, desired=S.SHUTDOWN, attempt=2, created=T0 - 50),
     ]
     ended = task(svc, 1, S.FAILED, attempt=3, created=T0 - 10, at=T0)
+    if carried:  # the times on the task count, not the (here empty) history
+        ended = msgspec.structs.replace(ended, restart_times=(T0 - 50, T0 - 10))
+        history = []
+    # else a task stored before restart times were carried: the history counts.
     # Restarts in the window ending when the task ended: 60s -> 2 (T0-50, T0-10),
     # 30s -> 1, 5s -> 0.
     for now in (T0, T0 + 1000):  # a later pass must not change the verdict
         plan = reconcile(svc, [*history, ended], NODES, now)
         assert bool(plan.create) is restarted, now
-        if not restarted:
+        if restarted:
+            expected = (T0 - 10, now) if carried else (now,)
+            assert [t.restart_times for t in plan.create] == [expected]
+        else:
             assert plan.decision(NAME) == (
                 f"service={NAME} slot 1: failed; max_attempts 2 reached, not restarted"
             )
+
+
+def test_restart_times_are_kept_for_a_window_only() -> None:
+    svc = service(spec(replicas=1, restart_policy=RestartPolicy(delay=0, max_attempts=2)))
+    ended = task(svc, 1, S.FAILED, attempt=1)
+    [created] = reconcile(svc, [ended], NODES, T0).create
+    assert (created.attempt, created.restart_times) == (2, ())
+
+
+def test_window_count_starts_afresh_on_update_and_is_kept_by_a_refill() -> None:
+    policy = RestartPolicy(delay=0, max_attempts=1, window=60)
+    old = service(spec(replicas=1, restart_policy=policy), version=1)
+    stopped = msgspec.structs.replace(
+        task(old, 1, S.SHUTDOWN, desired=S.SHUTDOWN, attempt=1), restart_times=(T0 - 20,)
+    )
+    new = service(spec(replicas=1, image="img:2", restart_policy=policy), version=2)
+    [fresh] = reconcile(new, [stopped], NODES, T0).create
+    assert (fresh.attempt, fresh.restart_times) == (0, ())
+    [refill] = reconcile(old, [stopped], NODES, T0).create  # same spec: after a drain
+    assert (refill.attempt, refill.restart_times) == (1, (T0 - 20,))
+    failed = with_status(refill, S.FAILED, T0 + 5)
+    plan = reconcile(old, [stopped, failed], NODES, T0 + 5)
+    assert plan.decision(NAME) == (
+        f"service={NAME} slot 1: failed; max_attempts 1 reached, not restarted"
+    )
 
 
 def test_restart_verdict_ignores_restarts_after_the_task_ended() -> None:
@@ -148,3 +192,20 @@ def test_rejected_image_then_fixed_recovers() -> None:
     sim.run()
     assert sorted(t.slot for t in sim.running()) == [1, 2]
     assert sim.decisions[-1] == f"service={NAME} converged"
+
+
+def test_max_attempts_within_a_window_holds_when_history_is_pruned() -> None:
+    # More restarts than the history keeps (5 tasks): the count must not stop at what
+    # is left of the history, or the slot restarts forever.
+    policy = RestartPolicy(condition="on-failure", delay=1, max_attempts=7, window=3600)
+    svc = service(spec(replicas=1, image="nginx:nope", restart_policy=policy))
+    sim = Sim(svc, NODES)
+    sim.fail_next_starts = 100
+    sim.run()
+    [last] = [t for t in sim.tasks.values() if t.desired_state == S.RUNNING]
+    assert last.attempt == 7 and len(last.restart_times) == 7
+    assert len(sim.tasks) == 6  # pruned: the last one and 5 of history
+    final = reconcile(svc, list(sim.tasks.values()), NODES, sim.now + 100)
+    assert final.empty and final.decision(NAME) == (
+        f"service={NAME} slot 1: rejected; max_attempts 7 reached, not restarted"
+    )
