@@ -181,9 +181,37 @@ def test_volume_affinity_pins_to_the_volume_node() -> None:
     assert per_node(plan) == {"n2": 2}
 
 
-def test_volume_not_yet_created_goes_anywhere() -> None:
+def test_new_volume_holds_every_task_of_the_pass_to_the_first_ones_node() -> None:
+    # The volume lives nowhere yet: the first task may go anywhere (spread picks n1),
+    # the others follow it there instead of spreading to n2 and n3.
     plan = schedule(tasks(spec("db", volumes=("data",)), 3), THREE, [], [volume("data")])
-    assert per_node(plan) == {"n1": 1, "n2": 1, "n3": 1}
+    assert per_node(plan) == {"n1": 3}
+    assert plan.unplaced == ()
+
+
+def test_new_volume_shared_by_two_services_in_one_pass_lands_on_one_node() -> None:
+    # db goes to n2; backup would spread to the empty n3, the volume keeps it on n2.
+    assigned = [running(spec("other"), 1, "n1")]
+    pending = [task(spec("db", volumes=("data",)), 1), task(spec("backup", volumes=("data",)), 1)]
+    plan = schedule(pending, THREE, assigned, [volume("data")])
+    assert where(plan) == {"db.1.v1": "n2", "backup.1.v1": "n2"}
+
+
+def test_new_volume_node_full_leaves_the_later_task_pending_naming_the_volume() -> None:
+    nodes = [node("n1", memory=GIB), node("n2", memory=GIB)]
+    s = spec("db", volumes=("data",), memory=GIB)
+    plan = schedule(tasks(s, 2), nodes, [], [volume("data")])
+    assert where(plan) == {"db.1.v1": "n1"}
+    assert reasons(plan) == {
+        "no suitable node: insufficient memory on 1 node, "
+        "volume data will live on node n1, where a task mounting it went"
+    }
+
+
+def test_new_volume_of_a_pinned_task_holds_the_later_ones() -> None:
+    pinned = task(spec("agent", mode="global", volumes=("data",)), 0, node_id="n3")
+    plan = schedule([pinned, *tasks(spec("db", volumes=("data",)), 2)], THREE, [], [volume("data")])
+    assert per_node(plan) == {"n3": 3}
 
 
 def test_volume_on_a_down_node() -> None:

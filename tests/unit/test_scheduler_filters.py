@@ -11,6 +11,7 @@ from swarmlite.manager.scheduler import (
     EngineFilter,
     HostPortFilter,
     MaxReplicasFilter,
+    NewVolumeFilter,
     NodeInfo,
     Pipeline,
     ReadyNodeFilter,
@@ -113,6 +114,16 @@ def test_volume_affinity_filter() -> None:
     assert up.explain(1) == "volume data lives on another node"
     gone = VolumeAffinityFilter("data", "n9", infos)
     assert gone.explain(2) == "volume data lives on node n9, which is down"
+
+
+def test_new_volume_filter_follows_the_planners_claims() -> None:
+    infos = build_node_infos([node("n1"), node("n2")], [])
+    claims: dict[str, str] = {}
+    f = NewVolumeFilter("data", "shop_data", claims)
+    assert f.check(WEB, infos["n1"]) and f.check(WEB, infos["n2"])
+    claims["shop_data"] = "n2"
+    assert f.check(WEB, infos["n2"]) and not f.check(WEB, infos["n1"])
+    assert f.explain(1) == "volume data will live on node n2, where a task mounting it went"
 
 
 def test_pipeline_enables_only_what_the_spec_asks_for() -> None:

@@ -182,3 +182,31 @@ class VolumeAffinityFilter:
         if not self.home_ready:
             return f"volume {self.volume} lives on node {self.node_id}, which is down"
         return f"volume {self.volume} lives on another node"
+
+
+class NewVolumeFilter:
+    """A node-local volume not created yet goes where the first task mounting it in this
+    scheduling pass went: later tasks mounting it are held to that node too.
+
+    ``claims`` (volume full name -> node id) is the planner's, filled as it places, so
+    the filter turns from pass to fail on every other node once the volume is claimed.
+    """
+
+    name = "new_volume"
+    static = False
+
+    def __init__(self, volume: str, full_name: str, claims: Mapping[str, str]) -> None:
+        self.volume = volume  # the name the service mounts it by
+        self.full_name = full_name
+        self.claims = claims
+
+    def enabled(self, task: Task) -> bool:
+        return True
+
+    def check(self, task: Task, info: NodeInfo) -> bool:
+        home = self.claims.get(self.full_name)
+        return home is None or home == info.id
+
+    def explain(self, count_failed: int) -> str:
+        home = self.claims.get(self.full_name, "?")
+        return f"volume {self.volume} will live on node {home}, where a task mounting it went"

@@ -11,6 +11,7 @@ from swarmlite.manager.scheduler.filters import (
     Filter,
     HostPortFilter,
     MaxReplicasFilter,
+    NewVolumeFilter,
     ReadyNodeFilter,
     ResourceFilter,
     VolumeAffinityFilter,
@@ -22,33 +23,48 @@ from swarmlite.spec.objects import Task, Volume
 NO_SUITABLE_NODE = "no suitable node"
 
 
-def volume_homes(task: Task, volumes: Mapping[str, Volume]) -> list[tuple[str, str]]:
-    """(mount source, node id) for every named volume of ``task`` already living on a node.
+def mounted_volumes(task: Task, volumes: Mapping[str, Volume]) -> list[tuple[str, Volume]]:
+    """(mount source, volume) for every named volume ``task`` mounts that the cluster knows.
 
     ``volumes`` is keyed by full name; a mount names a stack volume ("data" in stack
     "shop" is "shop_data") or, for an external volume, the volume's own name.
     """
-    homes: list[tuple[str, str]] = []
+    found: list[tuple[str, Volume]] = []
     for mount in task.spec.mounts:
         if mount.type != "volume" or not mount.source:
             continue
         volume = volumes.get(f"{task.spec.stack}_{mount.source}") or volumes.get(mount.source)
-        if volume is not None and volume.node_id:
-            homes.append((mount.source, volume.node_id))
-    return homes
+        if volume is not None:
+            found.append((mount.source, volume))
+    return found
+
+
+def volume_homes(task: Task, volumes: Mapping[str, Volume]) -> list[tuple[str, str]]:
+    """(mount source, node id) for every named volume of ``task`` already living on a node."""
+    return [(source, v.node_id) for source, v in mounted_volumes(task, volumes) if v.node_id]
 
 
 def build_filters(
-    task: Task, infos: Mapping[str, NodeInfo], volumes: Mapping[str, Volume]
+    task: Task,
+    infos: Mapping[str, NodeInfo],
+    volumes: Mapping[str, Volume],
+    claims: Mapping[str, str] | None = None,
 ) -> list[Filter]:
-    """Every filter for ``task``'s spec, in pipeline order (raises SpecError)."""
+    """Every filter for ``task``'s spec, in pipeline order (raises SpecError).
+
+    ``claims``: volume full name -> node id for the volumes not living anywhere yet
+    that tasks placed earlier in this scheduling pass mount (the planner fills it).
+    """
     placement = task.spec.placement
     filters: list[Filter] = [ReadyNodeFilter(), EngineFilter(), AvailabilityFilter()]
     filters.extend(ConstraintFilter(c) for c in parse_constraints(placement.constraints))
     filters.extend((ResourceFilter("cpu"), ResourceFilter("memory")))
     filters.append(MaxReplicasFilter(placement.max_replicas_per_node or 0))
     filters.extend(HostPortFilter(p) for p in dict.fromkeys(task_host_ports(task)))
-    filters.extend(VolumeAffinityFilter(v, n, infos) for v, n in volume_homes(task, volumes))
+    mounted = mounted_volumes(task, volumes)
+    filters.extend(VolumeAffinityFilter(s, v.node_id, infos) for s, v in mounted if v.node_id)
+    claimed = claims if claims is not None else {}
+    filters.extend(NewVolumeFilter(s, v.name, claimed) for s, v in mounted if not v.node_id)
     return filters
 
 
@@ -62,9 +78,13 @@ class Pipeline:
 
     @classmethod
     def for_task(
-        cls, task: Task, infos: Mapping[str, NodeInfo], volumes: Mapping[str, Volume]
+        cls,
+        task: Task,
+        infos: Mapping[str, NodeInfo],
+        volumes: Mapping[str, Volume],
+        claims: Mapping[str, str] | None = None,
     ) -> Pipeline:
-        return cls(task, build_filters(task, infos, volumes))
+        return cls(task, build_filters(task, infos, volumes, claims))
 
     def check(self, task: Task, info: NodeInfo) -> bool:
         return all(f.check(task, info) for f in self.filters)

@@ -8,6 +8,10 @@ filters are re-checked on the drawn node. A node failing those is dropped for th
 of the group (they never turn from fail to pass while one service places), so a group
 costs about O(nodes + tasks x log nodes). With placement preferences the heap is split
 per label value and the value with fewest of the service's tasks is served first.
+
+A node-local volume that lives nowhere yet is claimed by the first task placed with it
+in a call; every later task mounting it, of any service, is held to that node (the
+caller then records the volume there), so one new volume never lands on two nodes.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from collections.abc import Mapping, Sequence
 
 from swarmlite.errors import SpecError
 from swarmlite.manager.scheduler.nodeinfo import NodeInfo, build_node_infos
-from swarmlite.manager.scheduler.pipeline import NO_SUITABLE_NODE, Pipeline
+from swarmlite.manager.scheduler.pipeline import NO_SUITABLE_NODE, Pipeline, mounted_volumes
 from swarmlite.manager.scheduler.plan import Placement, SchedulePlan, Unplaced, decision
 from swarmlite.spec.constraints import parse_preferences
 from swarmlite.spec.objects import Node, Task, Volume
@@ -134,6 +138,7 @@ class _Planner:
         self.infos = build_node_infos(nodes, assigned)
         self.ordered = list(self.infos.values())
         self.volumes: Mapping[str, Volume] = {v.name: v for v in volumes}
+        self.claims: dict[str, str] = {}  # volume living nowhere yet -> node placed with
         self.pipelines: dict[GroupKey, Pipeline | str] = {}
         self.placements: list[Placement] = []
         self.unplaced: list[Unplaced] = []
@@ -144,7 +149,7 @@ class _Planner:
         found = self.pipelines.get(key)
         if found is None:
             try:
-                found = Pipeline.for_task(task, self.infos, self.volumes)
+                found = Pipeline.for_task(task, self.infos, self.volumes, self.claims)
                 parse_preferences(task.spec.placement.preferences)
             except SpecError as err:
                 found = str(err)
@@ -154,6 +159,9 @@ class _Planner:
     def place(self, task: Task, info: NodeInfo) -> None:
         info.add(task)
         self.placements.append(Placement(task.id, info.id))
+        for _, volume in mounted_volumes(task, self.volumes):
+            if not volume.node_id:
+                self.claims.setdefault(volume.name, info.id)
 
     def pinned(self, task: Task) -> None:
         pipe = self.pipeline(task)
