@@ -16,7 +16,7 @@ from aiohttp import web
 from swarmlite.api.models import ServiceUpdateRequest
 from swarmlite.api.server import CTX, ApiContext, _fresh, find_service
 from swarmlite.errors import ConflictError, SpecError
-from swarmlite.manager.deploy import check_published_ports
+from swarmlite.manager.ports import check_published_ports
 from swarmlite.manager.updater import begin_rollback, begin_update
 from swarmlite.spec.objects import Service
 from swarmlite.spec.service import ServiceSpec

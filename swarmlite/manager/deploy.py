@@ -9,7 +9,6 @@ content digests (``payloads.py``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import msgspec
@@ -18,6 +17,7 @@ from swarmlite.api.models import DeployResult
 from swarmlite.errors import SpecError
 from swarmlite.manager.allocator import allocate_subnet, allocate_vip
 from swarmlite.manager.payloads import bind_digests, plan_payloads
+from swarmlite.manager.ports import check_published_ports
 from swarmlite.manager.reconcile import new_id
 from swarmlite.security.keeper import SecretKeeper
 from swarmlite.spec.constraints import parse_constraints, parse_preferences
@@ -190,34 +190,3 @@ def _endpoints(
         else:
             out[full] = allocate_vip(networks[full], services)
     return out
-
-
-def check_published_ports(specs: Sequence[ServiceSpec], others: Iterable[Service]) -> None:
-    """Refuse a published port that one of ``others`` (the services that stay) holds,
-    or that two of ``specs`` share. Every node's mesh listens on an ingress port, so a
-    second service would take it over, or lose it, silently; a host-mode port is the
-    scheduler's to place, but never on a number the mesh holds on every node."""
-    ingress: dict[tuple[int, str], str] = {}
-    host: dict[tuple[int, str], str] = {}
-    for svc in others:
-        for port in svc.spec.ports:
-            if port.published is not None:
-                held = ingress if port.mode == "ingress" else host
-                held.setdefault((port.published, port.protocol), svc.name)
-    for spec in specs:
-        mine = [(p.published, p.protocol) for p in spec.ports if p.published is not None]
-        for port in spec.ports:
-            if port.published is None:
-                continue
-            key = (port.published, port.protocol)
-            holder = ingress.get(key) or (host.get(key) if port.mode == "ingress" else None)
-            if holder is not None and holder != spec.full_name:
-                raise SpecError(
-                    f"service {spec.name}: port {port.published}/{port.protocol} is already "
-                    f"published by service {holder}; publish another port or remove {holder}"
-                )
-            if mine.count(key) > 1:
-                raise SpecError(
-                    f"service {spec.name}: port {port.published}/{port.protocol} is published twice"
-                )
-            (ingress if port.mode == "ingress" else host).setdefault(key, spec.full_name)

@@ -17,6 +17,7 @@ import msgspec
 from swarmlite.background import BackgroundLoop
 from swarmlite.errors import StoreUnavailableError
 from swarmlite.manager.reconcile import reconcile
+from swarmlite.manager.updater import check_rollback_ports
 from swarmlite.spec.objects import Node, Task, TaskState
 from swarmlite.store.cache import ClusterState, StateCache
 from swarmlite.store.store import Delete, Put, Store, Versioned, commit_chunked
@@ -72,16 +73,20 @@ class Orchestrator(BackgroundLoop):
         ops: list[Put | Delete] = []
         wake_at: float | None = None
         decisions = []
+        # Services as this pass leaves them: a rollback started here holds its ports.
+        services = {vs.value.id: vs.value for vs in state.services.values()}
         for vs in state.services.values():
             service = vs.value
             versioned = by_service.pop(service.id, [])
             plan = reconcile(service, [v.value for v in versioned], nodes, now, history_limit=limit)
+            check_rollback_ports(service, plan, services.values())
             revisions = {v.value.id: v.revision for v in versioned}
             ops.extend(Put(t, 0) for t in plan.create)
             ops.extend(Put(t, revisions[t.id]) for t in plan.updates.values())
             ops.extend(Delete(Task, t.id, revisions[t.id]) for t in plan.delete)
             if plan.service is not None:  # its update state changed (updater.py)
                 ops.append(Put(plan.service, vs.revision))
+                services[service.id] = plan.service
             if plan.wake_at is not None:
                 wake_at = plan.wake_at if wake_at is None else min(wake_at, plan.wake_at)
             if not plan.empty:

@@ -14,7 +14,9 @@ tasks alone, whether the update in progress has failed and what to do about it:
 - then ``failure_action``: ``pause`` (state paused / rollback_paused, no further
   batches, failed new tasks not restarted), ``continue`` (ignore), ``rollback`` (the
   previous spec becomes the spec under a new version, state rollback_started; the
-  same machinery rolls it out with ``rollback_config``; a failing rollback pauses);
+  same machinery rolls it out with ``rollback_config``; a failing rollback pauses;
+  a previous spec publishing a port another service has taken since is not rolled
+  back into, the update pauses instead: ``check_rollback_ports``);
 - the update completes once every slot runs the current version and the newest task
   has been running for ``monitor`` seconds.
 
@@ -24,12 +26,14 @@ with compare-and-swap together with the task operations.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import msgspec
 
+from swarmlite.errors import SpecError
+from swarmlite.manager.ports import check_published_ports
 from swarmlite.spec.objects import Service, Task, TaskState, UpdateStatus
 from swarmlite.spec.service import ServiceSpec, UpdateConfig
 
@@ -156,14 +160,28 @@ def judge_update(
             f"as version {plan.service.version}"
         )
         return True
-    paused = "rollback_paused" if state == "rollback_started" else "paused"
     message = f"{_what(service)} paused: {first}"
-    plan.service = msgspec.structs.replace(
-        service,
-        update_status=msgspec.structs.replace(service.update_status, state=paused, message=message),
-    )
+    plan.service = _paused(service, message)
     plan.notes.append(message)
     return True
+
+
+def check_rollback_ports(service: Service, plan: Plan, services: Iterable[Service]) -> None:
+    """Refuse the automatic rollback ``plan`` starts for ``service`` when the previous
+    spec publishes a port another of ``services`` holds by now, as deploy and ``service
+    rollback`` would (``check_published_ports``): the update pauses instead, its message
+    naming the port and the service holding it. ``services`` may include ``service``;
+    it is read only when a rollback starts."""
+    rollback = plan.service
+    if rollback is None or service.update_status.state != "updating" or not rolling_back(rollback):
+        return
+    try:
+        check_published_ports([rollback.spec], (s for s in services if s.id != service.id))
+    except SpecError as err:
+        why = rollback.update_status.message.removeprefix("rollback started: ")
+        message = f"update paused: rollback refused: {err} ({why})"
+        plan.service = _paused(service, message)
+        plan.notes[-1:] = [message]  # in place of judge_update's "rolling back" note
 
 
 def finish_update(
@@ -228,6 +246,15 @@ def begin_rollback(service: Service, now: float, why: str) -> Service:
         update_status=UpdateStatus(
             state="rollback_started", message=f"rollback started: {why}", started_at=now
         ),
+    )
+
+
+def _paused(service: Service, message: str) -> Service:
+    state = service.update_status.state
+    paused = "rollback_paused" if state == "rollback_started" else "paused"
+    return msgspec.structs.replace(
+        service,
+        update_status=msgspec.structs.replace(service.update_status, state=paused, message=message),
     )
 
 
