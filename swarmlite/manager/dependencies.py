@@ -17,6 +17,10 @@ service ``<stack>_db``), from their observed state:
   COMPLETE with exit code 0 (a job-like service with ``restart_policy: none`` or
   ``on-failure``).
 
+For ``service_started`` and ``service_healthy``, a task on a node that is down or
+removed does not count (nor, in a global service, is it a desired one): its RUNNING
+is the last word of an agent that no longer reports.
+
 A missing dependency blocks when ``required`` (the default) and is ignored when
 ``required: false``. Every pending task is gated, not only the first ones: a task that
 replaces a crashed one also waits while its dependency is down.
@@ -24,7 +28,7 @@ replaces a crashed one also waits while its dependency is down.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from swarmlite.spec.objects import Service, Task, TaskState
 from swarmlite.spec.service import Dependency, ServiceSpec
@@ -43,15 +47,20 @@ def blocked(spec: ServiceSpec, state: ClusterState) -> str | None:
             if dep.required:
                 waits.append(f"waiting for {dep.service}: service not deployed")
             continue
-        why = unmet(dep, found, state.tasks_of(found.id))
+        why = unmet(dep, found, state.tasks_of(found.id), state.on_lost_node)
         if why is not None:
             waits.append(f"waiting for {dep.service}: {why}")
     return "; ".join(waits) or None
 
 
-def unmet(dep: Dependency, service: Service, tasks: Sequence[Task]) -> str | None:
+def unmet(
+    dep: Dependency,
+    service: Service,
+    tasks: Sequence[Task],
+    on_lost_node: Callable[[Task], bool],
+) -> str | None:
     """What is missing for ``dep`` to hold on ``service``, or None when it holds."""
-    live = [t for t in tasks if t.desired_state == TaskState.RUNNING]
+    live = [t for t in tasks if t.desired_state == TaskState.RUNNING and not on_lost_node(t)]
     running = sum(1 for t in live if t.status.state == TaskState.RUNNING)
     desired = len(live) if service.spec.mode == "global" else service.spec.replicas
     if dep.condition == "service_started":

@@ -25,7 +25,7 @@ from swarmlite.manager.updater import (
     judge_update,
     started_in_update,
 )
-from swarmlite.spec.objects import Node, Service, Task, TaskState, TaskStatus
+from swarmlite.spec.objects import Node, Service, Task, TaskState, TaskStatus, node_lost
 
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 
@@ -340,7 +340,7 @@ def _fail_tasks_on_lost_nodes(
             if task.status.state < TaskState.ASSIGNED:
                 continue  # never placed (a global task names its node early): not lost
             node = nodes.get(task.node_id)
-            if node is not None and node.status.state != "down":
+            if not node_lost(node):
                 continue
             why = "node removed" if node is None else "node down"
             slot_tasks[i] = msgspec.structs.replace(

@@ -8,13 +8,12 @@ from swarmlite.store.cache import ClusterState
 
 def build_routes(state: ClusterState) -> RoutesSnapshot:
     backends: dict[str, list[Backend]] = {}
-    # A down node's tasks keep their last reported status (no agent will change it)
-    # and may not be replaced (restart policy spent, update halted): never route there.
-    down = {v.value.id for v in state.nodes.values() if v.value.status.state == "down"}
     for vt in state.tasks.values():
         task = vt.value
         status = task.status
-        if task.node_id in down:
+        # A down or removed node's tasks keep their last reported status (no agent will
+        # change it) and may not be replaced (restart policy spent, update halted).
+        if state.on_lost_node(task):
             continue
         if task.routable and (status.addresses or status.remote_ports):
             backends.setdefault(task.service_id, []).append(

@@ -219,6 +219,12 @@ class Node(Frozen, frozen=True):
     created_at: float = 0.0
 
 
+def node_lost(node: Node | None) -> bool:
+    """No agent reports from this node any more: removed (None) or marked down. Its
+    tasks keep their last reported status, which says nothing about them now."""
+    return node is None or node.status.state == "down"
+
+
 class Cluster(Frozen, frozen=True):
     id: str
     created_at: float

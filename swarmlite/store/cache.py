@@ -16,7 +16,17 @@ from types import MappingProxyType
 from typing import Any
 
 from swarmlite.errors import StoreUnavailableError
-from swarmlite.spec.objects import Cluster, Config, Network, Node, Secret, Service, Task, Volume
+from swarmlite.spec.objects import (
+    Cluster,
+    Config,
+    Network,
+    Node,
+    Secret,
+    Service,
+    Task,
+    Volume,
+    node_lost,
+)
 from swarmlite.store.store import KIND_NAMES, Change, Store, Versioned
 
 log = logging.getLogger("swarmlite.store")
@@ -42,6 +52,14 @@ class ClusterState:
 
     def tasks_of(self, service_id: str) -> list[Task]:
         return [v.value for v in self.tasks.values() if v.value.service_id == service_id]
+
+    def on_lost_node(self, task: Task) -> bool:
+        """``task`` was placed on a node now down or removed (``node_lost``): its
+        reported status is stale. A task on no node yet is on no lost node."""
+        if not task.node_id:
+            return False
+        entry = self.nodes.get(task.node_id)
+        return node_lost(entry.value if entry is not None else None)
 
     @property
     def cluster_entry(self) -> Versioned[Cluster] | None:

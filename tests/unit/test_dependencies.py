@@ -7,7 +7,7 @@ from types import MappingProxyType
 import pytest
 
 from swarmlite.manager.dependencies import blocked, removal_order
-from swarmlite.spec.objects import Service, Task, TaskState, TaskStatus
+from swarmlite.spec.objects import Node, NodeStatus, Service, Task, TaskState, TaskStatus
 from swarmlite.spec.service import Dependency, DependsCondition, ServiceMode, ServiceSpec
 from swarmlite.store.cache import ClusterState
 from swarmlite.store.store import Versioned
@@ -52,10 +52,29 @@ def task(
     )
 
 
-def state_of(services: list[Service], tasks: list[Task]) -> ClusterState:
+def state_of(
+    services: list[Service],
+    tasks: list[Task],
+    *,
+    down: tuple[str, ...] = (),
+    removed: tuple[str, ...] = (),
+) -> ClusterState:
+    """Every node a task names is there and ready, but those ``down`` or ``removed``."""
+    node_ids = {t.node_id for t in tasks if t.node_id} - set(removed)
+    nodes = {
+        i: Node(
+            id=i,
+            hostname=i,
+            addr="10.0.0.1",
+            api_port=1,
+            status=NodeStatus(state="down" if i in down else "ready"),
+        )
+        for i in node_ids
+    }
     return ClusterState(
         services=MappingProxyType({s.id: Versioned(s, 1) for s in services}),
         tasks=MappingProxyType({t.id: Versioned(t, 1) for t in tasks}),
+        nodes=MappingProxyType({i: Versioned(n, 1) for i, n in nodes.items()}),
     )
 
 
@@ -135,6 +154,36 @@ def test_global_dependency_wants_every_live_task_running() -> None:
     assert blocked(web, state_of([d], tasks)) == "waiting for db: service_healthy (1/2 healthy)"
     tasks[1] = task(d, 0, S.RUNNING, node="n2")
     assert blocked(web, state_of([d], tasks)) is None
+
+
+@pytest.mark.parametrize("lost", ["down", "removed"])
+@pytest.mark.parametrize(
+    ("condition", "none_left", "one_left"),
+    [
+        (STARTED, "service_started (0/2 running)", None),
+        (HEALTHY, "service_healthy (0/2 healthy)", "service_healthy (1/2 healthy)"),
+    ],
+    ids=["started", "healthy"],
+)
+def test_tasks_on_a_lost_node_do_not_count(
+    condition: DependsCondition, none_left: str, one_left: str | None, lost: str
+) -> None:
+    # Running is the last word of an agent that no longer reports: the node is down
+    # (not yet replaced there) or removed, so that task may well not run at all.
+    d = db(replicas=2)
+    tasks = [task(d, 1, S.RUNNING, node="n1"), task(d, 2, S.RUNNING, node="n2")]
+    web = svc_spec("web", dep(condition))
+    assert blocked(web, state_of([d], tasks)) is None
+    for gone, reason in ((("n2",), one_left), (("n1", "n2"), none_left)):
+        state = state_of([d], tasks, **{lost: gone})
+        assert blocked(web, state) == (f"waiting for db: {reason}" if reason else None)
+
+
+def test_global_dependency_does_not_want_a_task_on_a_down_node() -> None:
+    d = db(mode="global")
+    web = svc_spec("web", dep("service_healthy"))
+    tasks = [task(d, 0, S.RUNNING, node="n1"), task(d, 0, S.STARTING, node="n2")]
+    assert blocked(web, state_of([d], tasks, down=("n2",))) is None
 
 
 def test_missing_dependency_blocks_only_when_required() -> None:

@@ -124,6 +124,9 @@ def test_build_routes_copies_remote_ports() -> None:
         )
         return Versioned(t, 1)
 
+    ready = Node(
+        id="n2", hostname="h", addr="10.0.0.2", api_port=1, status=NodeStatus(state="ready")
+    )
     state = ClusterState(
         revision=3,
         services={"s1": Versioned(Service(id="s1", spec=spec), 1)},
@@ -131,22 +134,20 @@ def test_build_routes_copies_remote_ports() -> None:
             "t1": task("t1", running),
             "t2": task("t2", TaskStatus(state=TaskState.RUNNING)),  # no way to reach it
         },
+        nodes={"n2": Versioned(ready, 2)},
     )
     (svc,) = build_routes(state).services
     assert svc.backends == (
         Backend(task_id="t1", node_id="n2", addresses={}, remote_ports={80: "192.168.1.7:32768"}),
     )
-    # Its node goes down: the task keeps its last status (no agent will change it, and
-    # a spent restart policy may never replace it), but no mesh routes there any more.
+    # Its node goes down or is removed: the task keeps its last status (no agent will
+    # change it, and a spent restart policy may never replace it), but no mesh routes
+    # there any more.
     down = Node(id="n2", hostname="h", addr="10.0.0.2", api_port=1, status=NodeStatus(state="down"))
-    state = ClusterState(
-        revision=4,
-        services=state.services,
-        tasks=state.tasks,
-        nodes={"n2": Versioned(down, 4)},
-    )
-    (svc,) = build_routes(state).services
-    assert svc.backends == ()
+    for nodes in ({"n2": Versioned(down, 4)}, {}):
+        lost = ClusterState(revision=4, services=state.services, tasks=state.tasks, nodes=nodes)
+        (svc,) = build_routes(lost).services
+        assert svc.backends == ()
 
 
 # ---- a real mesh over loopback ------------------------------------------------------
