@@ -159,6 +159,8 @@ def _volume_pins(state: ClusterState, placed: list[tuple[Task, str]]) -> list[Pu
     by_name = {v.value.name: v for v in state.volumes.values()}
     pins: dict[str, Put] = {}
     for task, node_id in placed:
+        if task.spec.mode == "global":
+            continue  # each node's task has its own copy: a global task pins no volume
         for mount in task.spec.mounts:
             if mount.type != "volume" or not mount.source:
                 continue

@@ -208,10 +208,18 @@ def test_new_volume_node_full_leaves_the_later_task_pending_naming_the_volume() 
     }
 
 
-def test_new_volume_of_a_pinned_task_holds_the_later_ones() -> None:
-    pinned = task(spec("agent", mode="global", volumes=("data",)), 0, node_id="n3")
-    plan = schedule([pinned, *tasks(spec("db", volumes=("data",)), 2)], THREE, [], [volume("data")])
-    assert per_node(plan) == {"n3": 3}
+def test_global_tasks_each_use_their_own_nodes_copy_of_a_volume() -> None:
+    # A global service runs everywhere, each task with its node's local volume (as
+    # Swarm's local driver): neither a volume living on n2 nor a new one holds them.
+    agent = spec("agent", mode="global", volumes=("data",))
+    for vol in (volume("data", "n2"), volume("data")):
+        pinned = [task(agent, 0, node_id=n) for n in ("n1", "n2", "n3")]
+        plan = schedule(pinned, THREE, [], [vol])
+        assert plan.unplaced == ()
+    # A new volume a global task mounts stays unclaimed: a replicated task may go anywhere.
+    pinned = task(agent, 0, node_id="n3")
+    plan = schedule([pinned, task(spec("db", volumes=("data",)), 1)], THREE, [], [volume("data")])
+    assert where(plan)["db.1.v1"] in ("n1", "n2")
 
 
 def test_volume_on_a_down_node() -> None:

@@ -161,7 +161,10 @@ class HostPortFilter:
 
 
 class VolumeAffinityFilter:
-    """A node-local volume that already exists pins the task to the volume's node."""
+    """A node-local volume that already exists pins the task to the volume's node.
+
+    Not for a global service: each of its tasks uses its own node's copy of the volume,
+    as with Swarm's local driver."""
 
     name = "volume"
     static = True
@@ -173,7 +176,7 @@ class VolumeAffinityFilter:
         self.home_ready = home is not None and home.ready
 
     def enabled(self, task: Task) -> bool:
-        return True
+        return task.spec.mode != "global"
 
     def check(self, task: Task, info: NodeInfo) -> bool:
         return info.id == self.node_id
@@ -190,6 +193,7 @@ class NewVolumeFilter:
 
     ``claims`` (volume full name -> node id) is the planner's, filled as it places, so
     the filter turns from pass to fail on every other node once the volume is claimed.
+    Not for a global service (see ``VolumeAffinityFilter``).
     """
 
     name = "new_volume"
@@ -201,7 +205,7 @@ class NewVolumeFilter:
         self.claims = claims
 
     def enabled(self, task: Task) -> bool:
-        return True
+        return task.spec.mode != "global"
 
     def check(self, task: Task, info: NodeInfo) -> bool:
         home = self.claims.get(self.full_name)

@@ -159,6 +159,8 @@ class _Planner:
     def place(self, task: Task, info: NodeInfo) -> None:
         info.add(task)
         self.placements.append(Placement(task.id, info.id))
+        if task.spec.mode == "global":
+            return  # each node's task has its own copy of the volume: it claims none
         for _, volume in mounted_volumes(task, self.volumes):
             if not volume.node_id:
                 self.claims.setdefault(volume.name, info.id)
