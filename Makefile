@@ -6,7 +6,8 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-PYTHON ?= python3
+# Debian's optimized python3 when it is new enough (scripts/pick-python.sh says why).
+PYTHON ?= $(shell scripts/pick-python.sh)
 VENV := .venv
 STAMP := $(VENV)/.stamp
 BIN := $(VENV)/bin
@@ -33,7 +34,7 @@ help:
 install: deps venv images-base images-node
 
 deps:
-	@scripts/install-deps.sh
+	@PYTHON=$(PYTHON) scripts/install-deps.sh
 
 venv: $(STAMP)
 

@@ -30,7 +30,7 @@ have nginx || missing+=(nginx-light)
 have debootstrap || [ -x /usr/sbin/debootstrap ] || missing+=(debootstrap)
 have ip || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || missing+=(iproute2)
 have curl || missing+=(curl)
-python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
+"${PYTHON:-python3}" -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 
 if have docker; then
     docker info >/dev/null 2>&1 || echo "install-deps: warning: docker is installed but the engine is not reachable" >&2

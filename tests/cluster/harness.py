@@ -23,11 +23,13 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import json
+import os
 import random
 import secrets
 import socket
 import subprocess
 import sys
+import sysconfig
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -104,9 +106,22 @@ def free_subnet() -> ipaddress.IPv4Network:
 
 def _mounts() -> list[str]:
     """Read-only mounts that let the node run this checkout with the host's Python."""
-    paths = {REPO, Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve()}
-    etcd = Path("/usr/bin/etcd")
+    paths = {REPO, Path(sys.prefix).resolve()}
+    base = Path(sys.base_prefix).resolve()
     args = []
+    if base in (Path("/usr"), Path("/usr/local")):
+        # A distro Python: mount only the interpreter (at every path of the venv's
+        # symlink chain to it) and its standard library, not the host's whole /usr;
+        # the node image has the shared libraries they link.
+        paths |= {Path(sysconfig.get_path(k)).resolve() for k in ("stdlib", "platstdlib")}
+        exe, link = Path(sys.executable).resolve(), Path(sys.executable)
+        while link.is_symlink():
+            link = link.parent / os.readlink(link)
+            if not link.is_relative_to(sys.prefix):
+                args += ["-v", f"{exe}:{link}:ro"]
+    else:
+        paths.add(base)
+    etcd = Path("/usr/bin/etcd")
     for p in sorted(paths):
         if not any(p != q and q in p.parents for q in paths):  # skip nested ones
             args += ["-v", f"{p}:{p}:ro"]
