@@ -64,6 +64,24 @@ _HOP_SCAN = re.compile(
 )
 
 
+# A whole kept-alive HTTP/1.1 response in one read (the usual answer): a final status
+# that has a body (not 1xx, 204 or 304), one Content-Length, no Transfer-Encoding, no
+# hop-by-hop header but ``Connection: keep-alive``. It goes out as it came without a
+# parse (the caller checks that the read holds exactly Content-Length bytes of body).
+_OTHER_FIELD = (
+    rb"(?>(?!(?i:content-length|transfer-encoding|connection|keep-alive):)"
+    rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]++:[\t -~\x80-\xff]*+\r\n"
+    rb"|(?i:connection:[ \t]*keep-alive[ \t]*)\r\n)*+"
+)
+_PLAIN_RESPONSE = re.compile(
+    rb"HTTP/1\.1 (?!1|204|304)[1-9]\d\d [\t -~\x80-\xff]*+\r\n"
+    + _OTHER_FIELD
+    + rb"(?i:content-length):[ \t]*+(\d{1,15})[ \t]*+\r\n"
+    + _OTHER_FIELD
+    + rb"\r\n"
+)
+
+
 def _hop_free(data: bytes) -> bool:
     """Whether the head ``data`` starts with has no hop-by-hop header to drop."""
     found = _HOP_SCAN.search(data)
@@ -235,8 +253,20 @@ class HttpUpstream(asyncio.Protocol):
         if self.tunnel:
             owner.transport.write(data)
             return
+        if (
+            self._head == b""  # a response starts: the parser is between messages
+            and not self.head_only
+            and (plain := _PLAIN_RESPONSE.match(data)) is not None
+            and len(data) - plain.end() == int(plain[1])
+        ):
+            # Whole and plain: no parse (the parser stays between messages), no rewrite.
+            self._head = None
+            self.got_response = self.done = self.keep_alive = self.client_keep_alive = True
+            owner.transport.write(data)
+            owner.response_done(self)
+            return
         # Parsed before it is passed on, so a kept-alive response's head is known to
-        # need no rewrite (``_plain``) and goes out as it came: the common case.
+        # need no rewrite (``_plain``) and goes out as it came.
         self._fresh = self._head == b"" and data.startswith(b"HTTP/1.1 ")
         self._plain = False  # set by on_headers_complete during the parse
         self.got_response = True

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 
-from swarmlite.proxy.http_upstream import _hop_free
+import pytest
+
+from swarmlite.proxy.http_upstream import _PLAIN_RESPONSE, _hop_free
 from swarmlite.proxy.mesh import MeshProxy
 from tests.unit.test_proxy_support import BACKEND_IPS, backend, free_port, route, snapshot
 
@@ -137,3 +139,41 @@ def test_hop_free_heads() -> None:
     assert not _hop_free(b"HTTP/1.1 200 OK\r\nKEEP-ALIVE: timeout=5\r\n\r\n")
     assert not _hop_free(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")
     assert not _hop_free(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n")  # no end of head
+
+
+@pytest.mark.parametrize(
+    ("data", "length"),
+    [
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", 2),
+        (b"HTTP/1.1 404 Not Found\r\nServer: x\r\ncontent-length:0\r\nDate: d\r\n\r\n", 0),
+        (b"HTTP/1.1 200 OK\r\nCONNECTION: Keep-Alive\r\nContent-Length: 3\r\n\r\nabc", 3),
+        (b"HTTP/1.1 500 \r\nContent-Length: 1\r\nTe-Thing: x\r\n\r\nx", 1),
+    ],
+)
+def test_plain_responses_pass_without_a_parse(data: bytes, length: int) -> None:
+    found = _PLAIN_RESPONSE.match(data)
+    assert found is not None and int(found[1]) == length
+    assert len(data) - found.end() == length
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok",  # another version
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        b"HTTP/1.1 204 No Content\r\nContent-Length: 2\r\n\r\n",
+        b"HTTP/1.1 304 Not Modified\r\nContent-Length: 2\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nKeep-Alive: timeout=5\r\n\r\nok",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive, x\r\n\r\nok",
+        b"HTTP/1.1 200 OK\r\nContent-Length : 2\r\n\r\nok",  # space before the colon
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\n\r\nok",  # bare LF
+        b"HTTP/1.1 200 OK\r\nX: a\r\n b\r\nContent-Length: 2\r\n\r\nok",  # folding
+        b"HTTP/1.1 200 OK\r\nContent-Length: -2\r\n\r\nok",
+        b"HTTP/1.1 200 OK\r\nServer: x\r\n\r\nok",  # read until close
+    ],
+)
+def test_responses_the_parser_must_see_do_not_match(data: bytes) -> None:
+    assert _PLAIN_RESPONSE.match(data) is None

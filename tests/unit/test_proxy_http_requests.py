@@ -1,0 +1,166 @@
+"""How requests reach the backend through the L7 mesh: the plain-request fast path
+(``_PLAIN_REQUEST``, no parser callbacks) and what must stay on the parser's path.
+
+A request taking the fast path is forwarded as it came plus ``X-Forwarded-For`` and
+``X-Forwarded-Proto``; anything that could frame differently at the backend (a body,
+framing or hop-by-hop headers, malformed bytes) must not match it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from swarmlite.proxy.http import _PLAIN_REQUEST
+from swarmlite.proxy.mesh import MeshProxy
+from tests.unit.test_proxy_support import BACKEND_IPS, backend, free_port, route, snapshot
+
+ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+TAIL = b"X-Forwarded-For: 127.0.0.1\r\nX-Forwarded-Proto: http\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"HEAD /a?b=c&d=%20 HTTP/1.1\r\nHost: x:80\r\nAccept: */*\r\nUser-Agent: t/1\r\n\r\n",
+        b"DELETE /x HTTP/1.1\r\nHost: x\r\nCookie: a=b; c=\xc3\xa9\r\nEmpty:\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nTest: v\r\nTrailer-Thing: v\r\n\r\n",  # te... names
+        b"GET / HTTP/1.1\r\nConnection: keep-alive\r\nHost: x\r\n\r\n",  # changes nothing
+        b"GET / HTTP/1.1\r\nconnection:Keep-Alive \r\n\r\n",
+    ],
+)
+def test_plain_requests_match(head: bytes) -> None:
+    assert _PLAIN_REQUEST.fullmatch(head) is not None
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"GET / HTTP/1.0\r\nHost: x\r\n\r\n",  # another version: keep-alive differs
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n",
+        b"GET / HTTP/1.1\r\ncontent-length: 2\r\n\r\n",
+        b"GET / HTTP/1.1\r\nTRANSFER-ENCODING: chunked\r\n\r\n",
+        b"GET / HTTP/1.1\r\nTransfer-Encoding : chunked\r\n\r\n",  # space before colon
+        b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n",
+        b"GET / HTTP/1.1\r\nConnection: keep-alive, Upgrade\r\nUpgrade: h2c\r\n\r\n",
+        b"GET / HTTP/1.1\r\nConnection: keep-alive\r\nConnection: close\r\n\r\n",
+        b"GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\n",
+        b"GET / HTTP/1.1\r\nKeep-Alive: 5\r\n\r\n",
+        b"GET / HTTP/1.1\r\nTE: trailers\r\n\r\n",
+        b"GET / HTTP/1.1\r\nExpect: 100-continue\r\n\r\n",
+        b"GET / HTTP/1.1\r\nX-Forwarded-For: 1.2.3.4\r\n\r\n",
+        b"GET / HTTP/1.1\r\nx-forwarded-proto: https\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\n\r\n",  # bare LF
+        b"GET / HTTP/1.1\r\nHost: x\r\n y\r\n\r\n",  # obsolete line folding
+        b"GET / HTTP/1.1\r\nHost: x\x00y\r\n\r\n",  # NUL in a value
+        b"GET / HTTP/1.1\r\nHo st: x\r\n\r\n",  # not a token
+        b"GET / HTTP/1.1\r\nHost x\r\n\r\n",  # no colon
+        b"GET /a b HTTP/1.1\r\nHost: x\r\n\r\n",  # space in the target
+        b"get / HTTP/1.1\r\nHost: x\r\n\r\n",  # methods are case-sensitive
+        b"CONNECT x:443 HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n",  # pipelined
+        b"GET / HTTP/1.1\r\nHost: x\r\n",  # unfinished
+    ],
+)
+def test_requests_the_parser_must_see_do_not_match(head: bytes) -> None:
+    assert _PLAIN_REQUEST.fullmatch(head) is None
+
+
+class RecordingBackend:
+    """Answers each request head with ``ANSWER`` and keeps the heads it got."""
+
+    def __init__(self) -> None:
+        self.heads: list[bytes] = []
+
+    async def serve(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                self.heads.append(await r.readuntil(b"\r\n\r\n"))
+                w.write(ANSWER)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            w.close()
+
+
+async def _listen(mesh: MeshProxy) -> tuple[RecordingBackend, int, asyncio.Server]:
+    rec = RecordingBackend()
+    server = await asyncio.start_server(rec.serve, BACKEND_IPS[0], 0)
+    port = server.sockets[0].getsockname()[1]
+    listen = free_port()
+    svc = route(
+        "web", published=listen, target=port, http=True, backends=(backend("s", BACKEND_IPS[0]),)
+    )
+    await mesh.apply(snapshot(svc))
+    return rec, listen, server
+
+
+async def _send(listen: int, data: bytes, answers: int) -> bytes:
+    r, w = await asyncio.open_connection("127.0.0.1", listen)
+    try:
+        w.write(data)
+        got = b""
+        while answers == 0 or got.count(b"ok") < answers:  # 0: read until closed
+            chunk = await asyncio.wait_for(r.read(65536), 5)
+            if not chunk:
+                break
+            got += chunk
+        return got
+    finally:
+        w.close()
+
+
+async def test_a_plain_request_is_forwarded_as_it_came_plus_forwarded_headers(
+    mesh: MeshProxy,
+) -> None:
+    rec, listen, server = await _listen(mesh)
+    head = b"GET /p?q=1 HTTP/1.1\r\nHost: x\r\nAccept: */*\r\n\r\n"
+    try:
+        assert (await _send(listen, head, 1)).endswith(b"ok")
+        assert rec.heads == [head[:-2] + TAIL]
+    finally:
+        server.close()
+
+
+async def test_a_request_with_forwarded_headers_takes_the_parser_and_extends_them(
+    mesh: MeshProxy,
+) -> None:
+    rec, listen, server = await _listen(mesh)
+    head = (
+        b"GET / HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 10.0.0.1\r\n"
+        b"X-Forwarded-Proto: https\r\n\r\n"
+    )
+    try:
+        assert (await _send(listen, head, 1)).endswith(b"ok")
+        assert rec.heads == [
+            b"GET / HTTP/1.1\r\nHost: x\r\n"
+            b"X-Forwarded-For: 10.0.0.1, 127.0.0.1\r\nX-Forwarded-Proto: http\r\n\r\n"
+        ]
+    finally:
+        server.close()
+
+
+async def test_pipelined_plain_requests_are_answered_in_order(mesh: MeshProxy) -> None:
+    rec, listen, server = await _listen(mesh)
+    one = b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\n"
+    two = b"GET /2 HTTP/1.1\r\nHost: x\r\n\r\n"
+    try:
+        got = await _send(listen, one + two, 2)
+        assert got.count(b"HTTP/1.1 200 OK") == 2
+        assert rec.heads == [one[:-2] + TAIL, two[:-2] + TAIL]
+    finally:
+        server.close()
+
+
+async def test_a_space_before_a_framing_headers_colon_is_refused(mesh: MeshProxy) -> None:
+    # Not the fast path, and the parser refuses it: a backend reading it as framing
+    # could otherwise take the next request for this one's body.
+    rec, listen, server = await _listen(mesh)
+    try:
+        got = await _send(listen, b"GET / HTTP/1.1\r\nTransfer-Encoding : chunked\r\n\r\n", 0)
+        assert got.startswith(b"HTTP/1.1 400 ")
+        assert rec.heads == []
+    finally:
+        server.close()
