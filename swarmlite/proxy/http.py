@@ -35,14 +35,18 @@ _P_PIPELINE = 4  # a pipelined request waits behind the active one
 
 # The usual request, whole in one read: an HTTP/1.1 head with no body and no header the
 # proxy acts on (framing, upgrade, X-Forwarded-*; ``Connection: keep-alive`` only, which
-# changes nothing). It goes out as it came plus X-Forwarded-For, with no parser
-# callback: they cost more of the proxy's CPU than the rest of the request's Python.
-# Anything else (another version, a body, a pipelined second request, any malformed
-# byte) goes to httptools. Possessive and atomic: a head is scanned once, never twice.
+# changes nothing), to an origin-form target or ``*``. It goes out as it came plus
+# X-Forwarded-For, with no parser callback: they cost more of the proxy's CPU than the
+# rest of the request's Python. Anything else (another version, a body, a pipelined
+# second request, any malformed byte) goes to httptools. Possessive and atomic: a head
+# is scanned once. Keep every ``*+``/``++`` on a character class or an atomic group:
+# 3.11 before 3.11.5 (Debian 12 has 3.11.2) mismatches a possessive repeat of anything
+# else (CPython gh-106052).
 _PLAIN_REQUEST = re.compile(
-    rb"(GET|HEAD|DELETE|OPTIONS) [!-~]++ HTTP/1\.1\r\n"
-    rb"(?>(?!(?i:content-length|transfer-encoding|connection|upgrade|keep-alive|te|expect"
-    rb"|x-forwarded-for|x-forwarded-proto):)[!#$%&'*+\-.^_`|~0-9A-Za-z]++:[\t -~\x80-\xff]*+\r\n"
+    rb"(GET|HEAD|DELETE|OPTIONS) (?:/[!-~]*+|\*) HTTP/1\.1\r\n"
+    rb"(?>(?!(?i:content-length|transfer-encoding|connection|proxy-connection|upgrade"
+    rb"|keep-alive|te|expect|x-forwarded-for|x-forwarded-proto):)"
+    rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]++:[\t -~\x80-\xff]*+\r\n"
     rb"|(?i:connection:[ \t]*keep-alive[ \t]*)\r\n)*+"
     rb"\r\n"
 )
@@ -93,7 +97,7 @@ class HttpProxyConnection(asyncio.Protocol):
         self._forwarded_headers = b""  # the same with its name: ends a plain request
         self._parser = httptools.HttpRequestParser(self)
         self._queue: deque[_Request] = deque()
-        self._parsing = _Request()
+        self._parsing = _BOUNDARY  # the request being parsed; complete between requests
         self._upstream: HttpUpstream | None = None
         self._connecting: asyncio.Task[None] | None = None
         self._counted: str | None = None  # task id of the request counted in flight

@@ -9,10 +9,11 @@ framing or hop-by-hop headers, malformed bytes) must not match it.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
-from swarmlite.proxy.http import _PLAIN_REQUEST
+from swarmlite.proxy.http import _PLAIN_REQUEST, HttpProxyConnection
 from swarmlite.proxy.mesh import MeshProxy
 from tests.unit.test_proxy_support import BACKEND_IPS, backend, free_port, route, snapshot
 
@@ -29,6 +30,7 @@ TAIL = b"X-Forwarded-For: 127.0.0.1\r\nX-Forwarded-Proto: http\r\n\r\n"
         b"GET / HTTP/1.1\r\nHost: x\r\nTest: v\r\nTrailer-Thing: v\r\n\r\n",  # te... names
         b"GET / HTTP/1.1\r\nConnection: keep-alive\r\nHost: x\r\n\r\n",  # changes nothing
         b"GET / HTTP/1.1\r\nconnection:Keep-Alive \r\n\r\n",
+        b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n",
     ],
 )
 def test_plain_requests_match(head: bytes) -> None:
@@ -58,6 +60,9 @@ def test_plain_requests_match(head: bytes) -> None:
         b"GET / HTTP/1.1\r\nHo st: x\r\n\r\n",  # not a token
         b"GET / HTTP/1.1\r\nHost x\r\n\r\n",  # no colon
         b"GET /a b HTTP/1.1\r\nHost: x\r\n\r\n",  # space in the target
+        b"GET a HTTP/1.1\r\nHost: x\r\n\r\n",  # not origin-form: the parser judges it
+        b"GET http://x/ HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET / HTTP/1.1\r\nProxy-Connection: close\r\n\r\n",  # llhttp reads it as Connection
         b"get / HTTP/1.1\r\nHost: x\r\n\r\n",  # methods are case-sensitive
         b"CONNECT x:443 HTTP/1.1\r\nHost: x\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n",  # pipelined
@@ -163,4 +168,42 @@ async def test_a_space_before_a_framing_headers_colon_is_refused(mesh: MeshProxy
         assert got.startswith(b"HTTP/1.1 400 ")
         assert rec.heads == []
     finally:
+        server.close()
+
+
+class CountingParser:
+    """Wraps a connection's httptools parser to count the reads it was fed."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.fed = 0
+
+    def feed_data(self, data: bytes) -> None:
+        self.fed += 1
+        self.inner.feed_data(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+async def test_plain_requests_skip_the_parser_from_the_first_one(mesh: MeshProxy) -> None:
+    rec, listen, server = await _listen(mesh)
+    plain = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+    r, w = await asyncio.open_connection("127.0.0.1", listen)
+    try:
+        for _ in range(50):
+            conns = [c for c in mesh._ctx.connections if isinstance(c, HttpProxyConnection)]
+            if conns:
+                break
+            await asyncio.sleep(0.01)
+        (conn,) = conns
+        counting = conn._parser = CountingParser(conn._parser)  # type: ignore[assignment]
+        for head in (plain, plain, b"GET / HTTP/1.1\r\nX-Forwarded-For: 10.0.0.1\r\n\r\n"):
+            w.write(head)
+            got = await asyncio.wait_for(r.readuntil(b"ok"), 5)
+            assert got.startswith(b"HTTP/1.1 200 OK")
+        assert counting.fed == 1  # only the request with a header the proxy acts on
+        assert rec.heads[:2] == [plain[:-2] + TAIL] * 2
+    finally:
+        w.close()
         server.close()

@@ -167,6 +167,7 @@ def test_plain_responses_pass_without_a_parse(data: bytes, length: int) -> None:
         b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok",
         b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
         b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nKeep-Alive: timeout=5\r\n\r\nok",
+        b"HTTP/1.1 205 \r\nProxy-Connection: close\r\ncontent-length: 5\r\n\r\nxxxxx",
         b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive, x\r\n\r\nok",
         b"HTTP/1.1 200 OK\r\nContent-Length : 2\r\n\r\nok",  # space before the colon
         b"HTTP/1.1 200 OK\r\nContent-Length: 2\n\r\nok",  # bare LF
