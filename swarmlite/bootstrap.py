@@ -22,7 +22,7 @@ from swarmlite.api.models import JoinRequest, JoinResponse, JoinTokens
 from swarmlite.config import DEFAULT_ADDRESS_POOL, NodeConfig, save_config
 from swarmlite.errors import AuthError, DaemonError, SpecError, SwarmliteError
 from swarmlite.manager.reconcile import new_id
-from swarmlite.security.ca import ClusterCA, cert_dns_names, make_key_and_csr
+from swarmlite.security.ca import ClusterCA, admin_cn, cert_dns_names, make_key_and_csr
 from swarmlite.security.pinning import pinned_client_context
 from swarmlite.security.secretbox import SecretBox
 from swarmlite.security.tls import Credentials, write_private
@@ -39,7 +39,7 @@ def _refuse_existing(data_dir: Path) -> None:
 
 def _manager_files(data_dir: Path, ca: ClusterCA, node_id: str, cluster_key: bytes) -> None:
     write_private(data_dir / "certs" / "cluster.key", base64.b64encode(cluster_key))
-    admin_cert, admin_key = ca.issue(f"admin-{node_id[:12]}", "admin")
+    admin_cert, admin_key = ca.issue(admin_cn(node_id), "admin")
     Credentials(cert_pem=admin_cert, key_pem=admin_key, ca_pem=ca.cert_pem).save(data_dir / "admin")
 
 

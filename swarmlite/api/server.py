@@ -24,6 +24,7 @@ from swarmlite.api.context import (
     find_service,
 )
 from swarmlite.api.logs import NODE_LOGS_PREFIX, NODE_LOGS_ROLES, register_node_logs, service_logs
+from swarmlite.api.membership import refusal
 from swarmlite.api.models import (
     ClusterInfo,
     DeployResult,
@@ -98,18 +99,21 @@ async def store_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 @web.middleware
 async def membership_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """A node's certificate is good only while the node is a member: one removed with
-    ``node rm`` keeps a valid certificate for its remaining lifetime, not its access."""
+    """A certificate is good only while its holder is a member (``membership``): a node
+    removed with ``node rm``, or the manager that issued an admin credential once it is
+    removed or demoted, keeps a valid certificate for its lifetime, not its access."""
     identity = request.get(IDENTITY_KEY)
     ctx = request.app[CTX]
-    if (
-        identity is not None
-        and identity.role in ("manager", "worker")
-        and ctx.cache.ready.is_set()
-        and identity.node_id not in ctx.cache.view().nodes
-    ):
-        log.warning("refused path=%s node=%s reason=not-a-member", request.path, identity.node_id)
-        return _json({"error": "this node is not part of the cluster: join it again"}, 403)
+    if identity is not None and ctx.cache.ready.is_set():
+        why = refusal(identity, ctx.cache.view().nodes)
+        if why is not None:
+            log.warning(
+                "refused path=%s identity=%s role=%s reason=not-a-member",
+                request.path,
+                identity.node_id,
+                identity.role,
+            )
+            return _json({"error": why}, 403)
     return await handler(request)
 
 

@@ -37,6 +37,14 @@ CLOCK_SKEW = timedelta(minutes=5)
 CertLike = str | bytes | x509.Certificate | Mapping[str, Any]
 
 
+ADMIN_PREFIX = "admin-"
+
+
+def admin_cn(node_id: str) -> str:
+    """The common name of the admin credential a manager issues for its own CLI."""
+    return ADMIN_PREFIX + node_id[:12]
+
+
 @dataclass(frozen=True, slots=True)
 class Identity:
     """Who a verified certificate says its holder is."""

@@ -15,7 +15,7 @@ import pytest
 
 from swarmlite.api.agent_protocol import Assignments, Hello, decode_manager_message, encoder
 from swarmlite.config import load_config
-from swarmlite.security.ca import ClusterCA
+from swarmlite.security.ca import ClusterCA, admin_cn
 from swarmlite.security.tls import Credentials
 from swarmlite.spec.objects import NodeResources, Platform
 from swarmlite.spec.service import NetworkSpec, ServiceSpec, StackSpec
@@ -354,3 +354,14 @@ def test_a_certificate_of_a_node_not_in_the_cluster_is_refused(
     status, text, session = asyncio.run(calls())
     assert status == 403 and "not part of the cluster" in text, (status, text)
     assert session == "session refused: 403", session
+
+    # An admin credential a manager no longer in the cluster issued: refused too.
+    cert, key = ca.issue(admin_cn("removed0000000000000000000"), "admin")
+    admin = Credentials(cert, key, own.ca_pem).client_context()
+
+    async def admin_call() -> tuple[int, str]:
+        async with aiohttp.ClientSession() as http, http.get(base + "/v1/tasks", ssl=admin) as r:
+            return r.status, await r.text()
+
+    status, text = asyncio.run(admin_call())
+    assert status == 403 and "issued by node removed00000" in text, (status, text)
