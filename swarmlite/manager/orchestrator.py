@@ -18,7 +18,7 @@ from swarmlite.background import BackgroundLoop
 from swarmlite.errors import StoreUnavailableError
 from swarmlite.manager.reconcile import reconcile
 from swarmlite.manager.updater import check_rollback_ports
-from swarmlite.spec.objects import Node, Task, TaskState
+from swarmlite.spec.objects import Node, Task, TaskState, node_lost
 from swarmlite.store.cache import ClusterState, StateCache
 from swarmlite.store.store import Delete, Put, Store, Versioned, commit_chunked
 
@@ -108,8 +108,7 @@ def remove_orphan(vt: Versioned[Task], nodes: Mapping[str, Node]) -> list[Put | 
     that no agent will ever report on (never placed, its node removed or down) is
     deleted at once; a down node that comes back removes the container itself."""
     task = vt.value
-    node = nodes.get(task.node_id)
-    unheard = task.status.state < TaskState.ASSIGNED or node is None or node.status.state == "down"
+    unheard = task.status.state < TaskState.ASSIGNED or node_lost(nodes.get(task.node_id))
     if task.status.state.terminal or unheard:
         return [Delete(Task, task.id, vt.revision)]
     if task.desired_state < TaskState.REMOVE:

@@ -19,7 +19,6 @@ fresh connection, after which both sides are tunnelled as raw bytes.
 from __future__ import annotations
 
 import asyncio
-import re
 from collections import deque
 from functools import partial
 from typing import cast
@@ -27,62 +26,12 @@ from typing import cast
 import httptools
 
 from swarmlite.proxy.context import PRECONNECT_LIMIT, WRITE_HIGH_WATER, ProxyContext, connect_any
+from swarmlite.proxy.http_request import BOUNDARY, PLAIN_REQUEST, Request, error_response
 from swarmlite.proxy.http_upstream import P_UPSTREAM, HttpUpstream, UpstreamPool
 from swarmlite.proxy.table import ListenerRoute, Target
 
 _P_BUFFER = 2  # too much request body held while no upstream is bound
 _P_PIPELINE = 4  # a pipelined request waits behind the active one
-
-# The usual request, whole in one read: an HTTP/1.1 head with no body and no header the
-# proxy acts on (framing, upgrade, X-Forwarded-*; ``Connection: keep-alive`` only, which
-# changes nothing), to an origin-form target or ``*``. It goes out as it came plus
-# X-Forwarded-For, with no parser callback: they cost more of the proxy's CPU than the
-# rest of the request's Python. Anything else (another version, a body, a pipelined
-# second request, any malformed byte) goes to httptools. Possessive and atomic: a head
-# is scanned once. Keep every ``*+``/``++`` on a character class or an atomic group:
-# 3.11 before 3.11.5 (Debian 12 has 3.11.2) mismatches a possessive repeat of anything
-# else (CPython gh-106052).
-_PLAIN_REQUEST = re.compile(
-    rb"(GET|HEAD|DELETE|OPTIONS) (?:/[!-~]*+|\*) HTTP/1\.1\r\n"
-    rb"(?>(?!(?i:content-length|transfer-encoding|connection|proxy-connection|upgrade"
-    rb"|keep-alive|te|expect|x-forwarded-for|x-forwarded-proto):)"
-    rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]++:[\t -~\x80-\xff]*+\r\n"
-    rb"|(?i:connection:[ \t]*keep-alive[ \t]*)\r\n)*+"
-    rb"\r\n"
-)
-
-
-class _Request:
-    """One request of a client connection. The defaults are class attributes, so a
-    request without a body costs few stores."""
-
-    method = b""
-    head: bytes | None = None  # the head as forwarded, once parsed
-    forwarded = b""  # the client's X-Forwarded-For values, each with ", "
-    buffered = 0
-    chunked = False
-    complete = False
-    keep_alive = True
-    upgrade = False
-    body_sent = False
-    retried = False
-
-    def __init__(self) -> None:
-        self.url = b""
-        self.headers: list[bytes] = []  # the forwarded header lines' pieces
-        self.chunks: list[bytes] = []
-
-
-_BOUNDARY = _Request()
-_BOUNDARY.complete = True
-
-
-def _error_response(status: str, text: str) -> bytes:
-    body = text.encode() + b"\n"
-    return (
-        f"HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {len(body)}\r\n"
-        "Connection: close\r\n\r\n"
-    ).encode() + body
 
 
 class HttpProxyConnection(asyncio.Protocol):
@@ -96,8 +45,8 @@ class HttpProxyConnection(asyncio.Protocol):
         self._forwarded_tail = b""  # the added X-Forwarded-For value and what follows it
         self._forwarded_headers = b""  # the same with its name: ends a plain request
         self._parser = httptools.HttpRequestParser(self)
-        self._queue: deque[_Request] = deque()
-        self._parsing = _BOUNDARY  # the request being parsed; complete between requests
+        self._queue: deque[Request] = deque()
+        self._parsing = BOUNDARY  # the request being parsed; complete between requests
         self._upstream: HttpUpstream | None = None
         self._connecting: asyncio.Task[None] | None = None
         self._counted: str | None = None  # task id of the request counted in flight
@@ -131,11 +80,11 @@ class HttpProxyConnection(asyncio.Protocol):
             self._parsing.complete
             and not self._queue
             and data[-4:] == b"\r\n\r\n"
-            and (plain := _PLAIN_REQUEST.fullmatch(data)) is not None
+            and (plain := PLAIN_REQUEST.fullmatch(data)) is not None
         ):
             # A whole bodiless request at a request boundary: the parser, which never
             # sees it, stays at one too.
-            req = self._parsing = _Request()
+            req = self._parsing = Request()
             req.method = plain[1]
             req.complete = True
             req.head = data[:-2] + self._forwarded_headers
@@ -151,7 +100,7 @@ class HttpProxyConnection(asyncio.Protocol):
                 self._tunnel_write(rest)
         except httptools.HttpParserError:
             if self._upstream is None and not self._closed:
-                self.transport.write(_error_response("400 Bad Request", "malformed request"))
+                self.transport.write(error_response("400 Bad Request", "malformed request"))
             self._close()
 
     def eof_received(self) -> bool:
@@ -196,7 +145,7 @@ class HttpProxyConnection(asyncio.Protocol):
 
     # -- request parser callbacks ------------------------------------------------
     def on_message_begin(self) -> None:
-        req = self._parsing = _Request()
+        req = self._parsing = Request()
         self._queue.append(req)
         if len(self._queue) > 1:
             self.pause(_P_PIPELINE)
@@ -256,7 +205,7 @@ class HttpProxyConnection(asyncio.Protocol):
         if req.chunked:
             self._send_body(req, b"0\r\n\r\n")
 
-    def _send_body(self, req: _Request, body: bytes) -> None:
+    def _send_body(self, req: Request, body: bytes) -> None:
         up = self._upstream
         if up is not None and req is self._queue[0]:
             req.body_sent = True
@@ -268,7 +217,7 @@ class HttpProxyConnection(asyncio.Protocol):
             self.pause(_P_BUFFER)
 
     # -- upstream side -------------------------------------------------------------
-    def _dispatch(self, req: _Request, fresh: bool = False) -> None:
+    def _dispatch(self, req: Request, fresh: bool = False) -> None:
         target = self._route.picker.pick()
         if target is None:
             self._fail(
@@ -285,7 +234,7 @@ class HttpProxyConnection(asyncio.Protocol):
                 return
         self._connecting = asyncio.get_running_loop().create_task(self._connect(req, target))
 
-    async def _connect(self, req: _Request, first: Target) -> None:
+    async def _connect(self, req: Request, first: Target) -> None:
         pool = self._pool
         got = await connect_any(self._ctx, self._route.picker, first, partial(HttpUpstream, pool))
         self._connecting = None
@@ -302,7 +251,7 @@ class HttpProxyConnection(asyncio.Protocol):
             return
         self._bind(up, req)
 
-    def _bind(self, up: HttpUpstream, req: _Request) -> None:
+    def _bind(self, up: HttpUpstream, req: Request) -> None:
         self._upstream = up
         up.start(self, method=req.method)
         if self._write_paused:
@@ -407,7 +356,7 @@ class HttpProxyConnection(asyncio.Protocol):
     # -- endings -------------------------------------------------------------------
     def _fail(self, status: str, text: str) -> None:
         if not self._closed:
-            self.transport.write(_error_response(status, text))
+            self.transport.write(error_response(status, text))
         self._close()
 
     def _settle(self) -> None:

@@ -68,7 +68,7 @@ _HOP_SCAN = re.compile(
 # that has a body (not 1xx, 204 or 304), one Content-Length, no Transfer-Encoding, no
 # hop-by-hop header but ``Connection: keep-alive``. It goes out as it came without a
 # parse (the caller checks that the read holds exactly Content-Length bytes of body).
-# Possessive repeats only of classes and atomic groups: see ``http._PLAIN_REQUEST``.
+# Possessive repeats only of classes and atomic groups: see ``http_request.PLAIN_REQUEST``.
 _OTHER_FIELD = (
     rb"(?>(?!(?i:content-length|transfer-encoding|connection|proxy-connection|keep-alive):)"
     rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]++:[\t -~\x80-\xff]*+\r\n"

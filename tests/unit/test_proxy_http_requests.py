@@ -1,5 +1,5 @@
 """How requests reach the backend through the L7 mesh: the plain-request fast path
-(``_PLAIN_REQUEST``, no parser callbacks) and what must stay on the parser's path.
+(``PLAIN_REQUEST``, no parser callbacks) and what must stay on the parser's path.
 
 A request taking the fast path is forwarded as it came plus ``X-Forwarded-For`` and
 ``X-Forwarded-Proto``; anything that could frame differently at the backend (a body,
@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from swarmlite.proxy.http import _PLAIN_REQUEST, HttpProxyConnection
+from swarmlite.proxy.http import HttpProxyConnection
+from swarmlite.proxy.http_request import PLAIN_REQUEST
 from swarmlite.proxy.mesh import MeshProxy
 from tests.unit.test_proxy_support import BACKEND_IPS, backend, free_port, route, snapshot
 
@@ -34,7 +35,7 @@ TAIL = b"X-Forwarded-For: 127.0.0.1\r\nX-Forwarded-Proto: http\r\n\r\n"
     ],
 )
 def test_plain_requests_match(head: bytes) -> None:
-    assert _PLAIN_REQUEST.fullmatch(head) is not None
+    assert PLAIN_REQUEST.fullmatch(head) is not None
 
 
 @pytest.mark.parametrize(
@@ -70,7 +71,7 @@ def test_plain_requests_match(head: bytes) -> None:
     ],
 )
 def test_requests_the_parser_must_see_do_not_match(head: bytes) -> None:
-    assert _PLAIN_REQUEST.fullmatch(head) is None
+    assert PLAIN_REQUEST.fullmatch(head) is None
 
 
 class RecordingBackend:
