@@ -208,3 +208,55 @@ async def test_plain_requests_skip_the_parser_from_the_first_one(mesh: MeshProxy
     finally:
         w.close()
         server.close()
+
+
+async def test_a_client_paused_by_a_full_upstream_reads_again_after_the_response(
+    mesh: MeshProxy,
+) -> None:
+    # While a request's upstream is over its high-water mark the client is paused
+    # (HttpUpstream.pause_writing); the response completing ends that pause, or the
+    # kept-alive client's next request would never be read.
+    answer_now = asyncio.Event()
+
+    async def serve(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                await r.readuntil(b"\r\n\r\n")
+                await answer_now.wait()
+                w.write(ANSWER)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            w.close()
+
+    server = await asyncio.start_server(serve, BACKEND_IPS[0], 0)
+    listen = free_port()
+    svc = route(
+        "web",
+        published=listen,
+        target=server.sockets[0].getsockname()[1],
+        http=True,
+        backends=(backend("s", BACKEND_IPS[0]),),
+    )
+    await mesh.apply(snapshot(svc))
+    r, w = await asyncio.open_connection("127.0.0.1", listen)
+    try:
+        w.write(b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\n")
+        conn: HttpProxyConnection | None = None
+        for _ in range(200):
+            found = [c for c in mesh._ctx.connections if isinstance(c, HttpProxyConnection)]
+            if found and found[0]._upstream is not None:
+                conn = found[0]
+                break
+            await asyncio.sleep(0.01)
+        assert conn is not None and conn._upstream is not None
+        conn._upstream.pause_writing()  # what asyncio calls past the high-water mark
+        assert not conn.transport.is_reading()
+        answer_now.set()
+        assert (await asyncio.wait_for(r.readuntil(b"ok"), 5)).startswith(b"HTTP/1.1 200")
+        assert conn.transport.is_reading()
+        w.write(b"GET /2 HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert (await asyncio.wait_for(r.readuntil(b"ok"), 5)).startswith(b"HTTP/1.1 200")
+    finally:
+        w.close()
+        server.close()
