@@ -8,6 +8,7 @@ into a bounded queue (logs, so a fast producer waits for a slow reader).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import threading
 import time
@@ -210,9 +211,13 @@ async def line_stream(
     holder: list[ClosableStream] = []
 
     def put(item: bytes | BaseException | None) -> bool:
+        if loop.is_closed():
+            return False
+        put_item = queue.put(item)
         try:
-            fut = asyncio.run_coroutine_threadsafe(queue.put(item), loop)
-        except RuntimeError:
+            fut = asyncio.run_coroutine_threadsafe(put_item, loop)
+        except RuntimeError:  # the loop closed meanwhile
+            put_item.close()
             return False
         while True:
             try:
@@ -222,6 +227,8 @@ async def line_stream(
                 if stop.is_set():
                     fut.cancel()
                     return False
+            except concurrent.futures.CancelledError:
+                return False  # the loop cancelled the put: it is shutting down
 
     def pump() -> None:
         try:
