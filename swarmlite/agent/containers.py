@@ -164,7 +164,10 @@ def docker_healthcheck(hc: HealthCheck | None) -> dict[str, Any] | None:
 def docker_mount(stack: str, mount: Mount) -> DockerMount:
     if mount.type == "volume":
         return DockerMount(
-            mount.target, f"{stack}_{mount.source}", type="volume", read_only=mount.read_only
+            mount.target,
+            mount.volume_name(stack) or None,
+            type="volume",
+            read_only=mount.read_only,
         )
     if mount.type == "bind":
         return DockerMount(mount.target, mount.source, type="bind", read_only=mount.read_only)

@@ -301,8 +301,9 @@ class TaskRunner:
             for net in networks:
                 await self._network_ready(net)
             for mount in task.spec.mounts:
-                if mount.type == "volume":
-                    name = f"{task.spec.stack}_{mount.source}"
+                name = mount.volume_name(task.spec.stack)
+                # An external one is used as it is (Docker makes a missing local one).
+                if name and not mount.external:
                     vol = self._volumes.get(name)
                     await self._runtime.ensure_volume(
                         name,

@@ -65,9 +65,7 @@ def assignments_for(
             key=lambda t: t.id,
         )
     )
-    volume_names = {
-        f"{t.spec.stack}_{m.source}" for t in tasks for m in t.spec.mounts if m.type == "volume"
-    }
+    volume_names = {m.volume_name(t.spec.stack) for t in tasks for m in t.spec.mounts}
     volumes = tuple(v.value for v in state.volumes.values() if v.value.name in volume_names)
     managers = tuple(
         sorted(

@@ -20,6 +20,7 @@ from swarmlite.errors import StoreUnavailableError
 from swarmlite.manager.dependencies import blocked
 from swarmlite.manager.orchestrator import COALESCE
 from swarmlite.manager.scheduler import schedule
+from swarmlite.manager.scheduler.pipeline import mounted_volumes
 from swarmlite.spec.objects import Task, TaskState
 from swarmlite.store.cache import ClusterState, StateCache
 from swarmlite.store.store import Put, Store, commit_chunked
@@ -156,17 +157,17 @@ def _hold_blocked(
 
 
 def _volume_pins(state: ClusterState, placed: list[tuple[Task, str]]) -> list[Put]:
-    by_name = {v.value.name: v for v in state.volumes.values()}
+    """A Put recording the node of every volume a placement created there: the volumes
+    the planner claimed in this pass (``mounted_volumes``, stack or external name)."""
+    volumes = {v.value.name: v.value for v in state.volumes.values()}
+    revisions = {v.value.name: v.revision for v in state.volumes.values()}
     pins: dict[str, Put] = {}
     for task, node_id in placed:
         if task.spec.mode == "global":
             continue  # each node's task has its own copy: a global task pins no volume
-        for mount in task.spec.mounts:
-            if mount.type != "volume" or not mount.source:
+        for _, found in mounted_volumes(task, volumes):
+            if found.node_id or found.name in pins:
                 continue
-            found = by_name.get(f"{task.spec.stack}_{mount.source}")
-            if found is None or found.value.node_id or found.value.name in pins:
-                continue
-            pinned = msgspec.structs.replace(found.value, node_id=node_id)
-            pins[found.value.name] = Put(pinned, found.revision)
+            pinned = msgspec.structs.replace(found, node_id=node_id)
+            pins[found.name] = Put(pinned, revisions[found.name])
     return list(pins.values())

@@ -67,10 +67,19 @@ class HealthCheck(Frozen, frozen=True):
 class Mount(Frozen, frozen=True):
     type: MountType
     target: str
-    # volume: the stack-local volume name; bind: an absolute host path; tmpfs: "".
+    # volume: the stack-local volume name, or the volume's own name when ``external``
+    # ("" for an anonymous volume); bind: an absolute host path; tmpfs: "".
     source: str = ""
     read_only: bool = False
     tmpfs_size: int | None = None
+    external: bool = False
+
+    def volume_name(self, stack: str) -> str:
+        """The Docker volume this mount uses; "" when none is named (not a volume, or
+        an anonymous one: Docker makes a fresh volume for each container)."""
+        if self.type != "volume" or not self.source:
+            return ""
+        return self.source if self.external else f"{stack}_{self.source}"
 
 
 class VolumeSpec(Frozen, frozen=True):

@@ -363,6 +363,48 @@ async def test_volume_persists_and_logs(
     assert seen == [b"kept\n", b"late\n"]
 
 
+async def test_external_and_anonymous_volumes(
+    runtime: DockerRuntime, docker_cleanup: DockerCleanup, unique: str, busybox_image: str
+) -> None:
+    """An external volume is mounted by its own name, not the stack's; each container
+    gets its own anonymous volume (they once all shared one named "STACK_")."""
+    stack = f"rtv{unique}"
+    own = f"legacy{unique}"
+    docker_cleanup.volumes += [own, f"{stack}_{own}", f"{stack}_"]
+    api = docker_cleanup.api
+    api.create_volume(own)
+    seeder = api.create_container(
+        busybox_image,
+        ["sh", "-c", "echo old > /v/f"],
+        host_config=api.create_host_config(binds={own: {"bind": "/v", "mode": "rw"}}),
+    )
+    docker_cleanup.containers.append(seeder["Id"])
+    api.start(seeder["Id"])
+    assert api.wait(seeder["Id"], timeout=10)["StatusCode"] == 0
+    mounts = (
+        Mount(type="volume", source=own, target="/ext", external=True),
+        Mount(type="volume", target="/anon"),
+    )
+    command = "cat /ext/f; cat /anon/f 2>/dev/null; hostname > /anon/f; exec sleep 30"
+    first, second = [
+        await runtime.create(make_task(stack, busybox_image, command, slot, mounts=mounts), [])
+        for slot in (1, 2)
+    ]
+    for cid in (first, second):
+        await runtime.start(cid)
+    names = [
+        {m["Destination"]: m["Name"] for m in api.inspect_container(cid)["Mounts"]}
+        for cid in (first, second)
+    ]
+    assert names[0]["/ext"] == names[1]["/ext"] == own
+    assert len({names[0]["/anon"], names[1]["/anon"]}) == 2, names
+    assert not api.volumes(filters={"name": f"{stack}_"})["Volumes"]
+    for cid in (first, second):
+        await asyncio.sleep(0.2)
+        seen = [line async for line in runtime.logs(cid, follow=False, tail=None)]
+        assert seen == [b"old\n"], seen  # the old data; no other container's /anon/f
+
+
 async def test_parallel_create_start(
     runtime: DockerRuntime, docker_cleanup: DockerCleanup, unique: str, busybox_image: str
 ) -> None:

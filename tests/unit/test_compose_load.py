@@ -272,6 +272,8 @@ def test_volumes_short_long_tmpfs_and_top_level(tmp_path: Path) -> None:
               - ./conf:/etc/conf:ro
               - /abs/path:/abs
               - /anonymous
+              - old:/old
+              - shared:/shared-data
               - type: volume
                 source: logs
                 target: /logs
@@ -292,6 +294,8 @@ def test_volumes_short_long_tmpfs_and_top_level(tmp_path: Path) -> None:
           old:
             external: true
             name: legacy_logs
+          shared:
+            external: true
         """,
     )
     base = tmp_path.absolute()
@@ -300,6 +304,8 @@ def test_volumes_short_long_tmpfs_and_top_level(tmp_path: Path) -> None:
         Mount(type="bind", source=str(base / "conf"), target="/etc/conf", read_only=True),
         Mount(type="bind", source="/abs/path", target="/abs"),
         Mount(type="volume", source="", target="/anonymous"),
+        Mount(type="volume", source="legacy_logs", target="/old", external=True),
+        Mount(type="volume", source="shared", target="/shared-data", external=True),
         Mount(type="volume", source="logs", target="/logs", read_only=True),
         Mount(type="bind", source=str(base.parent / "shared"), target="/shared"),
         Mount(type="tmpfs", target="/scratch", tmpfs_size=64 * 2**20),
@@ -310,7 +316,11 @@ def test_volumes_short_long_tmpfs_and_top_level(tmp_path: Path) -> None:
         VolumeSpec(name="data"),
         VolumeSpec(name="logs", driver_opts={"type": "nfs"}, labels={"team": "db"}),
         VolumeSpec(name="old", external=True, external_name="legacy_logs"),
+        VolumeSpec(name="shared", external=True),
     )
+    # The Docker volume each uses: external ones by their own name, anonymous: none.
+    names = [m.volume_name("shop") for m in one(stack, "db").mounts if m.type == "volume"]
+    assert names == ["shop_data", "", "legacy_logs", "shared", "shop_logs"]
 
 
 def test_networks_list_and_map(tmp_path: Path) -> None:

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 from collections import Counter
+from types import MappingProxyType
+
+import msgspec
 
 from swarmlite.manager.scheduler import SchedulePlan, Unplaced, schedule
-from swarmlite.spec.objects import Node
+from swarmlite.manager.scheduling import _volume_pins
+from swarmlite.spec.objects import Node, Volume
+from swarmlite.spec.service import Mount
+from swarmlite.store.cache import ClusterState
+from swarmlite.store.store import Versioned
 from tests.unit.test_scheduler_fakes import GIB, node, running, spec, task, tasks, volume
 
 
@@ -303,3 +310,21 @@ def test_preference_spread_skips_full_nodes_within_a_zone() -> None:
     plan = schedule(tasks(s, 10), nodes, [])
     assert per_node(plan) == {"a1": 1, "a2": 4, "b1": 4}
     assert reasons(plan) == {"no suitable node: insufficient memory on 3 nodes"}
+
+
+def test_the_pass_records_where_each_new_volume_now_lives() -> None:
+    # Stack volumes, and another stack's volume mounted as external, are pinned to the
+    # node of the first task placed with them; a global task pins nothing.
+    borrowed = Mount(type="volume", target="/d", source="shop_data", external=True)
+    reporting = task(msgspec.structs.replace(spec("reporting"), stack="bi", mounts=(borrowed,)), 1)
+    db = task(spec("db", volumes=("data", "old")), 1)
+    agent = task(spec("agent", mode="global", volumes=("data",)), 0)
+    state = ClusterState(
+        volumes=MappingProxyType(
+            {v.id: Versioned(v, 4) for v in (volume("data"), volume("old", "n3"))}
+        )
+    )
+    for placed in ([(reporting, "n2"), (db, "n1")], [(db, "n1"), (reporting, "n2")]):
+        (put,) = _volume_pins(state, [(agent, "n3"), *placed])
+        assert isinstance(put.obj, Volume) and put.expect == 4
+        assert (put.obj.name, put.obj.node_id) == ("shop_data", placed[0][1])

@@ -27,13 +27,12 @@ def mounted_volumes(task: Task, volumes: Mapping[str, Volume]) -> list[tuple[str
     """(mount source, volume) for every named volume ``task`` mounts that the cluster knows.
 
     ``volumes`` is keyed by full name; a mount names a stack volume ("data" in stack
-    "shop" is "shop_data") or, for an external volume, the volume's own name.
+    "shop" is "shop_data") or, for an external volume, the volume's own name (known to
+    the cluster when it is another stack's volume).
     """
     found: list[tuple[str, Volume]] = []
     for mount in task.spec.mounts:
-        if mount.type != "volume" or not mount.source:
-            continue
-        volume = volumes.get(f"{task.spec.stack}_{mount.source}") or volumes.get(mount.source)
+        volume = volumes.get(mount.volume_name(task.spec.stack) or "")
         if volume is not None:
             found.append((mount.source, volume))
     return found

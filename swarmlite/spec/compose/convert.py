@@ -44,6 +44,7 @@ def convert(
         environ=environ,
         services=names,
         volumes={v.name for v in volumes},
+        external_volumes={v.name: v.external_name or v.name for v in volumes if v.external},
         networks={n.name for n in networks},
         secrets=secrets,
         configs=configs,

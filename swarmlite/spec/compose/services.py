@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
+import msgspec
+
 from swarmlite.spec.service import Dependency, DependsCondition, FileRef, Mount, ServiceSpec
 
 from .deploy import read_deploy, read_healthcheck, read_restart
@@ -36,6 +38,8 @@ class StackContext:
     services: list[str]
     volumes: set[str]
     networks: set[str]
+    # external volumes: stack-local name -> the volume's own name
+    external_volumes: dict[str, str] = field(default_factory=dict)
     # (service, dependency) -> where the dependency is written, for cycle errors
     dependency_pos: dict[tuple[str, str], Pos] = field(default_factory=dict)
     secrets: FileDefs = field(default_factory=lambda: FileDefs("secrets"))
@@ -90,7 +94,7 @@ def read_service(name: str, node: Value, pos: Pos, ctx: StackContext) -> Service
     grace = r.duration("stop_grace_period")
     if grace is not None:
         fields["stop_grace_period"] = grace
-    fields["mounts"] = _mounts(r, ctx.volumes)
+    fields["mounts"] = _mounts(r, ctx.volumes, ctx.external_volumes)
     fields["networks"] = _networks(r, ctx.networks)
     fields["depends_on"] = _depends_on(r, ctx)
     fields["secrets"] = read_refs(r, ctx.secrets)
@@ -167,8 +171,13 @@ def _env_files(r: Reader) -> list[tuple[str, str | None]]:
     return out
 
 
-def _mounts(r: Reader, volumes: set[str]) -> tuple[Mount, ...]:
-    mounts = read_volumes(r, volumes) + read_tmpfs(r)
+def _mounts(r: Reader, volumes: set[str], external: dict[str, str]) -> tuple[Mount, ...]:
+    mounts = [
+        msgspec.structs.replace(m, source=external[m.source], external=True)
+        if m.type == "volume" and m.source in external
+        else m
+        for m in read_volumes(r, volumes)
+    ] + read_tmpfs(r)
     seen: set[str] = set()
     for mount in mounts:
         if mount.target in seen:
