@@ -164,7 +164,8 @@ def read_restart(svc: Reader) -> RestartPolicy | None:
     if name in ("always", "unless-stopped") and not count:
         return RestartPolicy(condition="any")
     if name == "on-failure" and (not count or count.isdigit()):
-        return RestartPolicy(condition="on-failure", max_attempts=int(count) if count else None)
+        # on-failure:0 is no limit, as in Docker and Swarm (and deploy's max_attempts: 0).
+        return RestartPolicy(condition="on-failure", max_attempts=int(count or 0) or None)
     svc.error("restart", f"must be no, always, on-failure[:N] or unless-stopped, not {text!r}")
     return None
 
