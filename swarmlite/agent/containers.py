@@ -154,10 +154,10 @@ def docker_healthcheck(hc: HealthCheck | None) -> dict[str, Any] | None:
         return {"test": ["NONE"]}
     return {
         "test": list(hc.test),
-        "interval": int(hc.interval * _NS),
-        "timeout": int(hc.timeout * _NS),
+        "interval": round(hc.interval * _NS),
+        "timeout": round(hc.timeout * _NS),
         "retries": hc.retries,
-        "start_period": int(hc.start_period * _NS),
+        "start_period": round(hc.start_period * _NS),
     }
 
 
@@ -221,7 +221,8 @@ def container_config(
     limits = spec.resources.limits
     host_config = HostConfig(
         version=API_VERSION,
-        nano_cpus=int(limits.cpus * _NS) if limits.cpus else None,
+        # round, not int: 2.01 * 1e9 is 2009999999.9999998
+        nano_cpus=round(limits.cpus * _NS) if limits.cpus else None,
         mem_limit=limits.memory or None,
         mem_reservation=spec.resources.reservations.memory or None,
         # extra_mounts: the task's secrets and configs, bind-mounted (agent/secrets.py).

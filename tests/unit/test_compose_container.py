@@ -6,6 +6,7 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
+from swarmlite.agent.containers import container_config
 from swarmlite.spec.compose import load_stack
 from swarmlite.spec.objects import Task
 from swarmlite.spec.service import RestartPolicy, ServiceSpec
@@ -33,3 +34,21 @@ def task_of(spec: ServiceSpec) -> Task:
 def test_restart_on_failure_0_is_unlimited_as_in_docker_and_swarm(tmp_path: Path) -> None:
     spec = service(tmp_path, 'services: {a: {image: x, restart: "on-failure:0"}}')
     assert spec.restart_policy == RestartPolicy(condition="on-failure", max_attempts=None)
+
+
+def test_cpus_and_healthcheck_durations_are_exact_nanos(tmp_path: Path) -> None:
+    spec = service(
+        tmp_path,
+        """
+        services:
+          a:
+            image: x
+            deploy: {resources: {limits: {cpus: '2.01'}}}
+            healthcheck: {test: "true", interval: 4.1s, timeout: 2.01s, start_period: 4.1s}
+        """,
+    )
+    cfg = container_config(task_of(spec), [], "n1")
+    assert cfg.host_config["NanoCpus"] == 2_010_000_000  # docker run --cpus 2.01
+    assert cfg.healthcheck is not None
+    assert cfg.healthcheck["interval"] == cfg.healthcheck["start_period"] == 4_100_000_000
+    assert cfg.healthcheck["timeout"] == 2_010_000_000
