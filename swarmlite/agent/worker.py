@@ -309,7 +309,7 @@ class TaskRunner:
                         name,
                         driver=vol.driver if vol else "local",
                         driver_opts=vol.driver_opts if vol else {},
-                        labels={"swarmlite.stack": task.spec.stack},
+                        labels={**(vol.labels if vol else {}), "swarmlite.stack": task.spec.stack},
                     )
             container_id = await self._runtime.create(task, networks)
             self._report(

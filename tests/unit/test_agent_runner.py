@@ -13,8 +13,8 @@ from swarmlite.agent.containers import ContainerInfo
 from swarmlite.agent.docker_streams import RuntimeEvent
 from swarmlite.agent.worker import TaskRunner
 from swarmlite.errors import RuntimeFailure
-from swarmlite.spec.objects import Network, Task, TaskState, TaskStatus
-from swarmlite.spec.service import ServiceSpec
+from swarmlite.spec.objects import Network, Task, TaskState, TaskStatus, Volume
+from swarmlite.spec.service import Mount, ServiceSpec
 
 ALWAYS = 1_000_000
 
@@ -200,3 +200,35 @@ async def test_what_was_reported_of_a_task_no_longer_assigned_is_forgotten(
         assert "t1" in runner.statuses()
         runner.apply([], [], [])  # the manager no longer assigns it
         assert runner.statuses() == {}
+
+
+async def test_a_named_volume_is_created_with_its_compose_driver_opts_and_labels() -> None:
+    class VolumeEngine(FakeEngine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.volumes: dict[str, tuple[str, dict[str, str], dict[str, str]]] = {}
+
+        async def ensure_volume(
+            self, name: str, *, driver: str, driver_opts: dict[str, str], labels: dict[str, str]
+        ) -> None:
+            self._call("ensure_volume")
+            self.volumes[name] = (driver, dict(driver_opts), dict(labels))
+
+    engine, reports = VolumeEngine(), Reports()
+    task = make_task()
+    mount = Mount(type="volume", source="data", target="/data")
+    task = msgspec.structs.replace(task, spec=msgspec.structs.replace(task.spec, mounts=(mount,)))
+    opts, labels = {"type": "tmpfs"}, {"team": "db"}
+    volume = Volume(id="v1", name="shop_data", stack="shop", driver_opts=opts, labels=labels)
+    runner = TaskRunner(engine, "n1", reports)  # type: ignore[arg-type]
+    await runner.start()
+    try:
+        runner.apply([task], [], [volume])
+        await reports.wait_for("t1", TaskState.RUNNING)
+    finally:
+        await runner.stop()
+    assert engine.volumes["shop_data"] == (
+        "local",
+        {"type": "tmpfs"},
+        {"team": "db", "swarmlite.stack": "shop"},
+    )
