@@ -83,6 +83,8 @@ class ContainerConfig(msgspec.Struct, frozen=True, kw_only=True):
     networks: tuple[str, ...]
     # TCP ports published on the node's advertise address (ephemeral host ports).
     exposed_ports: tuple[int, ...] = ()
+    # ``mode: host`` ports (target, protocol), published on every address of the node.
+    host_ports: tuple[tuple[int, str], ...] = ()
 
     def create_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``docker.APIClient.create_container``."""
@@ -101,7 +103,7 @@ class ContainerConfig(msgspec.Struct, frozen=True, kw_only=True):
             "stop_timeout": self.stop_timeout,
             "host_config": self.host_config,
             "networking_config": {"EndpointsConfig": {first: {}}} if first else None,
-            "ports": list(self.exposed_ports) or None,
+            "ports": [*self.exposed_ports, *self.host_ports] or None,
             "detach": True,
             "use_config_proxy": False,
         }
@@ -204,7 +206,8 @@ def container_config(
 
     With a non-loopback ``advertise_addr`` every listen port is published on it, on a
     host port Docker picks, so meshes on other nodes can reach the task. With
-    ``node_ns`` it shares the node container's network namespace instead.
+    ``node_ns`` it shares the node container's network namespace instead. A
+    ``mode: host`` port is published on the node's every address, as Swarm does.
     """
     spec = task.spec
     labels = task_labels(task, node_id)
@@ -218,6 +221,12 @@ def container_config(
         # Docker refuses dns=, networks and published ports with this network mode.
         networks, host_ip = (), None
     exposed = spec.listen_ports() if host_ip is not None else ()
+    bindings: dict[int | str, list[tuple[str | None, int | None]]] = {}
+    for number in exposed:
+        bindings[f"{number}/tcp"] = [(host_ip, None)]
+    host_mode = [p for p in spec.ports if p.mode == "host" and node_ns is None]
+    for p in host_mode:
+        bindings.setdefault(f"{p.target}/{p.protocol}", []).append(("", p.published))
     limits = spec.resources.limits
     host_config = HostConfig(
         version=API_VERSION,
@@ -232,7 +241,7 @@ def container_config(
         restart_policy={"Name": "no"},
         init=False,
         network_mode=network_mode,
-        port_bindings={p: (host_ip, None) for p in exposed} or None,
+        port_bindings=bindings or None,
     )
     return ContainerConfig(
         name=container_name(task),
@@ -249,6 +258,7 @@ def container_config(
         host_config=dict(host_config),
         networks=tuple(n.name for n in networks),
         exposed_ports=exposed,
+        host_ports=tuple((p.target, p.protocol) for p in host_mode),
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import pytest
 
 from swarmlite.agent.containers import container_config, container_host_ports, container_info
@@ -98,3 +99,31 @@ def test_observed_status_reports_remote_ports() -> None:
     assert status.state == TaskState.RUNNING
     assert status.remote_ports == {8080: "10.0.0.5:32768"}
     assert status.addresses == {"shop_front": "10.213.4.2"}
+
+
+def test_host_mode_ports_are_published_on_the_node_as_in_swarm() -> None:
+    host = (
+        PortSpec(target=8080, published=18080, mode="host"),
+        PortSpec(target=53, published=5353, protocol="udp", mode="host"),
+        PortSpec(target=7000, mode="host"),  # no published port: Docker picks one
+    )
+    t = task()
+    t = msgspec.structs.replace(t, spec=msgspec.structs.replace(t.spec, ports=host))
+    cfg = container_config(t, [NET], "n1", advertise_addr="10.0.0.5")
+    assert cfg.host_config["PortBindings"] == {
+        "8080/tcp": [
+            {"HostIp": "10.0.0.5", "HostPort": ""},  # for the meshes of other nodes
+            {"HostIp": "", "HostPort": "18080"},
+        ],
+        "7000/tcp": [
+            {"HostIp": "10.0.0.5", "HostPort": ""},
+            {"HostIp": "", "HostPort": ""},
+        ],
+        "9000/tcp": [{"HostIp": "10.0.0.5", "HostPort": ""}],
+        "53/udp": [{"HostIp": "", "HostPort": "5353"}],
+    }
+    # Docker publishes only exposed ports.
+    exposed = [7000, 8080, 9000, (8080, "tcp"), (53, "udp"), (7000, "tcp")]
+    assert cfg.create_kwargs()["ports"] == exposed
+    alone = container_config(t, [NET], "n1")  # no advertise address: still on the node
+    assert alone.host_config["PortBindings"]["8080/tcp"] == [{"HostIp": "", "HostPort": "18080"}]
