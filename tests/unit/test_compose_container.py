@@ -52,3 +52,14 @@ def test_cpus_and_healthcheck_durations_are_exact_nanos(tmp_path: Path) -> None:
     assert cfg.healthcheck is not None
     assert cfg.healthcheck["interval"] == cfg.healthcheck["start_period"] == 4_100_000_000
     assert cfg.healthcheck["timeout"] == 2_010_000_000
+
+
+def test_an_ingress_udp_port_warns_it_is_not_published(tmp_path: Path) -> None:
+    path = tmp_path / "compose.yaml"
+    path.write_text(
+        "services: {dns: {image: x, ports: ['53:53/udp', "
+        "{target: 54, published: 54, protocol: udp, mode: host}]}}"
+    )
+    stack = load_stack([path], stack="shop", environ={})
+    udp = [w for w in stack.warnings if "udp" in w]
+    assert len(udp) == 1 and "53/udp" in udp[0] and "mode: host" in udp[0], stack.warnings

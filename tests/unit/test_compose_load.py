@@ -131,7 +131,10 @@ def test_ports_short_long_and_ranges(tmp_path: Path) -> None:
         PortSpec(target=443, published=8443, mode="host", app_protocol="http"),
     )
     assert web.expose == (9000, 9001, 9002, 9003)
-    assert stack.warnings == ()
+    assert stack.warnings == (
+        "service 'web': port 5353/udp is not published: the mesh routes TCP only; "
+        "use the long syntax with mode: host",
+    )
 
 
 def test_host_ip_and_other_app_protocol_only_warn(tmp_path: Path) -> None:

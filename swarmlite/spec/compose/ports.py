@@ -37,6 +37,12 @@ def read_ports(r: Reader) -> tuple[PortSpec, ...]:
         if host_ip:
             _warn_host_ip(r, host_ip)
         out.extend(ports)
+    for port in out:
+        if port.protocol == "udp" and port.mode == "ingress" and port.published is not None:
+            r.problems.warn(
+                f"service {r.service!r}: port {port.published}/udp is not published: the "
+                "mesh routes TCP only; use the long syntax with mode: host"
+            )
     return tuple(out)
 
 
