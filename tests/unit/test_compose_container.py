@@ -63,3 +63,12 @@ def test_an_ingress_udp_port_warns_it_is_not_published(tmp_path: Path) -> None:
     stack = load_stack([path], stack="shop", environ={})
     udp = [w for w in stack.warnings if "udp" in w]
     assert len(udp) == 1 and "53/udp" in udp[0] and "mode: host" in udp[0], stack.warnings
+
+
+def test_tmpfs_options_other_than_size_are_named_as_ignored(tmp_path: Path) -> None:
+    path = tmp_path / "compose.yaml"
+    path.write_text("services: {a: {image: x, tmpfs: ['/run:size=1m,mode=0700,noexec']}}")
+    stack = load_stack([path], stack="shop", environ={})
+    assert stack.services[0].mounts[0].tmpfs_size == 2**20
+    assert len(stack.warnings) == 1
+    assert "tmpfs:mode" in stack.warnings[0] and "tmpfs:noexec" in stack.warnings[0]

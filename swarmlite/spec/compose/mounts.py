@@ -155,7 +155,7 @@ def _target_ok(r: Reader, mount: Mount, pos: Pos) -> Mount | None:
 
 
 def read_tmpfs(r: Reader) -> list[Mount]:
-    """``tmpfs: /run`` or a list of ``/path[:size=64m,mode=1777]``."""
+    """``tmpfs: /run`` or a list of ``/path[:size=64m]``; other options are ignored."""
     value = r.get("tmpfs")
     if value is None:
         return []
@@ -175,6 +175,8 @@ def read_tmpfs(r: Reader) -> list[Mount]:
                     size = parse_size(val)
                 except ValueError:
                     r.error("tmpfs", f"invalid size {val!r} in {item!r}", pos=pos)
+            else:  # mode, uid, noexec...: not carried to Docker (as long syntax's mode)
+                r.problems.unsupported(f"tmpfs:{name}", r.service)
         mount = _target_ok(r, Mount(type="tmpfs", target=target, tmpfs_size=size), pos)
         if mount is not None:
             out.append(mount)
