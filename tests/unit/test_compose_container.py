@@ -72,3 +72,11 @@ def test_tmpfs_options_other_than_size_are_named_as_ignored(tmp_path: Path) -> N
     assert stack.services[0].mounts[0].tmpfs_size == 2**20
     assert len(stack.warnings) == 1
     assert "tmpfs:mode" in stack.warnings[0] and "tmpfs:noexec" in stack.warnings[0]
+
+
+def test_env_file_quoted_value_may_be_followed_by_a_comment(tmp_path: Path) -> None:
+    (tmp_path / "app.env").write_text(
+        'A="quoted" # the port\nB=\'single\'  # c\nC="say \\"hi\\"" #\n'
+    )
+    spec = service(tmp_path, "services: {a: {image: x, env_file: app.env}}")
+    assert spec.environment == {"A": "quoted", "B": "single", "C": 'say "hi"'}

@@ -39,10 +39,16 @@ def read_env_file(path: Path) -> list[tuple[str, str | None, int]]:
 
 
 def _unquote(value: str) -> str:
-    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-        inner = value[1:-1]
-        # Double quotes allow the usual escapes; single quotes are literal.
-        return inner.replace("\\n", "\n").replace('\\"', '"') if value[0] == '"' else inner
+    quote = value[:1]
+    if quote in ("'", '"'):
+        end = 1  # the closing quote; a double-quoted \" does not close
+        while end < len(value) and value[end] != quote:
+            end += 2 if quote == '"' and value[end] == "\\" else 1
+        rest = value[end + 1 :].strip()
+        if end < len(value) and (not rest or rest.startswith("#")):  # "x" # comment
+            inner = value[1:end]
+            # Double quotes allow the usual escapes; single quotes are literal.
+            return inner.replace("\\n", "\n").replace('\\"', '"') if quote == '"' else inner
     # An unquoted value ends at a " #" comment.
     hash_at = value.find(" #")
     return value[:hash_at].rstrip() if hash_at >= 0 else value
