@@ -9,6 +9,7 @@ everywhere else: 401 without a usable cert, 403 when the role may not call the p
 
 from __future__ import annotations
 
+import functools
 import logging
 import ssl
 from collections.abc import Callable, Collection
@@ -43,6 +44,13 @@ def peer_identity(request: web.BaseRequest) -> Identity | None:
     der = ssl_object.getpeercert(binary_form=True)
     if not der:
         return None
+    return _identity_of(der)
+
+
+@functools.lru_cache(maxsize=1024)
+def _identity_of(der: bytes) -> Identity | None:
+    # Parsing a certificate costs more than the rest of a small request: clients and
+    # nodes keep sending the same few.
     try:
         return cert_identity(der)
     except AuthError:

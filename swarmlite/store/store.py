@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
@@ -97,6 +98,26 @@ class Delete:
 
 Fence = tuple[bytes, int]
 
+# How long a quorum answer vouches for the store: etcd's election timeout here, within
+# which a leader cut off from its quorum steps down.
+QUORUM_FRESH_S = 0.5
+
+
+class QuorumCheck:
+    """When etcd last proved it has a quorum (a quorum read or a commit), and the one
+    quorum read in flight: concurrent checks share it instead of each paying a round trip
+    to the leader."""
+
+    def __init__(self) -> None:
+        self.confirmed_at = -QUORUM_FRESH_S
+        self.inflight: asyncio.Future[None] | None = None
+
+    def confirm(self) -> None:
+        self.confirmed_at = time.monotonic()
+
+    def fresh(self) -> bool:
+        return time.monotonic() - self.confirmed_at < QUORUM_FRESH_S
+
 
 class Store:
     """``fence``, when given, guards every write: it returns (key, create_revision) that
@@ -104,13 +125,18 @@ class Store:
     write at all. A deposed leader's writes then fail even before it notices."""
 
     def __init__(
-        self, client: aetcd.Client, *, fence: Callable[[], Fence | None] | None = None
+        self,
+        client: aetcd.Client,
+        *,
+        fence: Callable[[], Fence | None] | None = None,
+        quorum: QuorumCheck | None = None,
     ) -> None:
         self.client = client
         self._fence = fence
+        self._quorum = quorum or QuorumCheck()
 
     def fenced(self, fence: Callable[[], Fence | None]) -> Store:
-        return Store(self.client, fence=fence)
+        return Store(self.client, fence=fence, quorum=self._quorum)
 
     @contextlib.asynccontextmanager
     async def _guard(self) -> AsyncIterator[None]:
@@ -129,12 +155,30 @@ class Store:
         return Versioned(decode(kind, got.value), got.mod_revision)
 
     async def check(self, timeout: float = 2.0) -> None:
-        """Raise ``StoreUnavailableError`` unless etcd answers a quorum read in ``timeout``."""
+        """Raise ``StoreUnavailableError`` unless etcd answers a quorum read in ``timeout``,
+        or proved its quorum within the last ``QUORUM_FRESH_S``."""
+        if self._quorum.fresh():
+            return
+        shared = self._quorum.inflight
+        if shared is None:
+            shared = asyncio.ensure_future(self._quorum_read(timeout))
+            self._quorum.inflight = shared
+            shared.add_done_callback(self._quorum_read_done)
+        await asyncio.shield(shared)
+
+    def _quorum_read_done(self, done: asyncio.Future[None]) -> None:
+        if self._quorum.inflight is done:
+            self._quorum.inflight = None
+        if not done.cancelled():
+            done.exception()  # retrieved: a check nobody awaits any more logs nothing
+
+    async def _quorum_read(self, timeout: float) -> None:
         try:
             async with self._guard():
                 await asyncio.wait_for(self.client.get(HEALTH_KEY), timeout)
         except TimeoutError:
             raise StoreUnavailableError(await self._why_unavailable(timeout)) from None
+        self._quorum.confirm()
 
     async def _why_unavailable(self, timeout: float) -> str:
         # A member that answers its own status but not a quorum read has lost the others.
@@ -227,6 +271,7 @@ class Store:
             ok, responses = await self.client.transaction(
                 compare=compare, success=success, failure=[]
             )
+        self._quorum.confirm()  # answered, so committed or compared on a quorum
         if not ok:
             raise ConflictError("the object changed since it was read; re-read and retry")
         return _txn_revision(responses)
