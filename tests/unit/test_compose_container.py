@@ -6,7 +6,10 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from swarmlite.agent.containers import container_config
+from swarmlite.errors import ComposeErrors
 from swarmlite.spec.compose import load_stack
 from swarmlite.spec.objects import Task
 from swarmlite.spec.service import RestartPolicy, ServiceSpec
@@ -80,3 +83,31 @@ def test_env_file_quoted_value_may_be_followed_by_a_comment(tmp_path: Path) -> N
     )
     spec = service(tmp_path, "services: {a: {image: x, env_file: app.env}}")
     assert spec.environment == {"A": "quoted", "B": "single", "C": 'say "hi"'}
+
+
+def test_infinite_or_nan_numbers_and_durations_are_refused(tmp_path: Path) -> None:
+    # .inf crashed the agent (math.ceil of the grace period); .nan cpus was stored as null.
+    path = tmp_path / "compose.yaml"
+    path.write_text(
+        textwrap.dedent(
+            """
+            services:
+              a:
+                image: x
+                stop_grace_period: .inf
+                deploy:
+                  resources: {limits: {cpus: .nan}}
+                  update_config: {max_failure_ratio: .nan}
+                healthcheck: {test: "true", interval: -.inf}
+            """
+        )
+    )
+    with pytest.raises(ComposeErrors) as info:
+        load_stack([path], stack="shop", environ={})
+    keys = sorted(e.key or "" for e in info.value.errors)
+    assert keys == [
+        "deploy.resources.limits.cpus",
+        "deploy.update_config.max_failure_ratio",
+        "healthcheck.interval",
+        "stop_grace_period",
+    ]

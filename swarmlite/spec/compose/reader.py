@@ -6,6 +6,7 @@ anywhere (``replicas: ${N}``), so ``"3"`` is a fine integer.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -177,7 +178,14 @@ def to_int(value: Value) -> int:
 def to_float(value: Value) -> float:
     if isinstance(value, bool | YMap | YList) or value is None:
         raise TypeError("not a number")
-    return float(value)
+    return _finite(float(value))
+
+
+def _finite(number: float) -> float:
+    """YAML's .inf and .nan are floats; no count, ratio or duration takes them."""
+    if not math.isfinite(number):
+        raise ValueError("not a finite number")
+    return number
 
 
 def to_bool(value: Value) -> bool:
@@ -194,7 +202,7 @@ def to_bool(value: Value) -> bool:
 def to_duration(value: Value) -> float:
     # A bare number is read as seconds, as older Compose files often write it.
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
+        return _finite(float(value))
     if not isinstance(value, str):
         raise TypeError("not a duration")
     return parse_duration(value)
