@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 
+from swarmlite.errors import SpecError
 from swarmlite.manager.restart import next_restart_times, restart_verdict
 from swarmlite.manager.rollout import OutdatedSlot, rollout_step
 from swarmlite.manager.updater import (
@@ -25,6 +26,7 @@ from swarmlite.manager.updater import (
     judge_update,
     started_in_update,
 )
+from swarmlite.spec.constraints import parse_constraints
 from swarmlite.spec.objects import Node, Service, Task, TaskState, TaskStatus, node_lost
 
 _ID_ALPHABET = string.ascii_lowercase + string.digits
@@ -238,13 +240,20 @@ def _slot_name(key: tuple[int, str]) -> str:
 def _wanted_slots(
     service: Service, nodes: Mapping[str, Node], by_slot: Mapping[tuple[int, str], list[Task]]
 ) -> set[tuple[int, str]]:
-    """Replicated: slots 1..N. Global: every active node that is not down, and every
-    paused one that still has a live task there (pause keeps tasks, takes no new ones)."""
+    """Replicated: slots 1..N. Global: every active node that is not down and meets the
+    placement constraints (as in Swarm, no task elsewhere), and every paused one that
+    still has a live task there (pause keeps tasks, takes no new ones)."""
     if service.spec.mode == "replicated":
         return {(s, "") for s in range(1, service.spec.replicas + 1)}
+    try:
+        constraints = parse_constraints(service.spec.placement.constraints)
+    except SpecError:
+        constraints = ()  # the scheduler leaves its tasks pending, saying why
     wanted = set()
     for n in nodes.values():
         if n.status.state == "down" or n.availability == "drain":
+            continue
+        if not all(c.matches(n) for c in constraints):
             continue
         key = (0, n.id)
         if n.availability == "pause" and not any(

@@ -349,7 +349,7 @@ def test_global_service_leaves_drained_and_down_nodes() -> None:
 
 
 def test_a_global_task_the_scheduler_never_placed_ends_at_once_when_its_node_drains() -> None:
-    # Pending (a constraint fails there): no agent was ever sent it, so none will
+    # Pending (its node lacks memory): no agent was ever sent it, so none will
     # report it stopped; the plan ends it itself, as it does an unplaced replica.
     svc = service(spec(mode="global"))
     waiting = task(svc, 0, S.PENDING, node_id="n2")
