@@ -135,15 +135,7 @@ def reconcile(
     plan.notes.extend(verdict.notes)
     if verdict.wake_at is not None:
         plan.wake(verdict.wake_at)
-    # Slots no longer wanted (scale down, node drained): shut their live tasks down.
-    for key, slot_tasks in by_slot.items():
-        if key not in wanted:
-            for task in slot_tasks:
-                if task.desired_state <= TaskState.RUNNING:
-                    plan.put(shut_down(task))
-                    plan.notes.append(
-                        f"slot {_slot_name(key)} removed: shutting down {task.id[:12]}"
-                    )
+    _end_unwanted_slots(service, by_slot, wanted, nodes, plan)
 
     outdated: list[OutdatedSlot] = []
     in_flight = 0
@@ -262,6 +254,29 @@ def _wanted_slots(
             continue
         wanted.add(key)
     return wanted
+
+
+def _end_unwanted_slots(
+    service: Service,
+    by_slot: Mapping[tuple[int, str], list[Task]],
+    wanted: set[tuple[int, str]],
+    nodes: Mapping[str, Node],
+    plan: Plan,
+) -> None:
+    """Slots no longer wanted (scale down, node drained): shut their live tasks down.
+    A slot gone for good (scaled away, its global node removed) keeps no history: its
+    tasks are deleted once ended, as Swarm's task reaper does."""
+    for key, slot_tasks in by_slot.items():
+        if key in wanted:
+            continue
+        gone = service.spec.mode == "replicated" or key[1] not in nodes
+        for task in slot_tasks:
+            if task.desired_state <= TaskState.RUNNING:
+                plan.put(shut_down(task))
+                plan.notes.append(f"slot {_slot_name(key)} removed: shutting down {task.id[:12]}")
+            elif gone and task.status.state.terminal:
+                plan.delete.append(task)
+                plan.notes.append(f"slot {_slot_name(key)} removed: deleted {task.id[:12]}")
 
 
 def _fill_slot(

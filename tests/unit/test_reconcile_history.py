@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 from swarmlite.manager.reconcile import reconcile
 from swarmlite.spec.objects import Service, Task, TaskState
 from swarmlite.spec.service import RestartPolicy
-from tests.unit.test_reconcile import NAME, NODES, T0, Sim, check_plan, service, spec, task
+from tests.unit.test_reconcile import (
+    NAME,
+    NODES,
+    T0,
+    Sim,
+    check_plan,
+    node,
+    nodes,
+    running_tasks,
+    service,
+    spec,
+    task,
+)
 
 S = TaskState
 
@@ -55,3 +68,41 @@ def test_a_pass_is_idempotent_on_its_own_output() -> None:
     second = sim.pass_()
     assert len(first.create) == 3 and second.empty
     assert second.decision(NAME) == f"service={NAME} converged"
+
+
+# --- slots that are gone -------------------------------------------------------------
+
+
+def test_tasks_of_a_slot_removed_by_scale_down_are_deleted_once_stopped() -> None:
+    # As in Swarm (desired state REMOVE, then the task reaper): `service ps` of a
+    # service scaled from 3 to 1 lists slot 1 only, not slots 2 and 3 for good.
+    svc = service(spec(replicas=1))
+    kept = task(svc, 1)
+    stopped = [task(svc, s, S.SHUTDOWN, desired=S.SHUTDOWN) for s in (2, 3)]
+    older = task(svc, 3, S.FAILED, desired=S.SHUTDOWN, created=T0 - 50)
+    tasks = [kept, *stopped, older]
+    plan = reconcile(svc, tasks, NODES, T0)
+    check_plan(plan, tasks)
+    assert sorted(t.id for t in plan.delete) == sorted(t.id for t in [*stopped, older])
+    assert not plan.create and not plan.updates
+
+
+def test_scale_down_leaves_only_the_wanted_slots_in_the_store() -> None:
+    svc = service()
+    sim = Sim(svc, NODES, running_tasks(svc, 3))
+    sim.service = msgspec.structs.replace(svc, spec=spec(replicas=1))
+    sim.run()
+    assert sorted(t.slot for t in sim.tasks.values()) == [1]
+
+
+def test_a_removed_nodes_global_task_is_deleted_once_ended() -> None:
+    svc = service(spec(mode="global"))
+    here = task(svc, 0, node_id="n1")
+    gone = task(svc, 0, S.RUNNING, desired=S.SHUTDOWN, node_id="n9")  # no agent will report
+    drained = task(svc, 0, S.SHUTDOWN, desired=S.SHUTDOWN, node_id="n2")  # kept as history
+    tasks = [here, gone, drained]
+    node_map = nodes(node("n1"), node("n2", availability="drain"))
+    plan = reconcile(svc, tasks, node_map, T0)
+    # (Not check_plan: its status is still the agent's last word, RUNNING.)
+    assert [t.id for t in plan.delete] == [gone.id]
+    assert not plan.create and not plan.updates
