@@ -403,7 +403,10 @@ def _shut_down_on_drained_nodes(
 
 
 def _prune_history(groups: Iterable[list[Task]], limit: int, plan: Plan) -> None:
+    """Keep at most ``limit`` tasks per slot, the live ones included (as Swarm's
+    task_history_retention_limit): the oldest finished ones go first."""
     touched = set(plan.updates) | {t.id for t in plan.delete}
+    deleted = {t.id for t in plan.delete}
     for slot_tasks in groups:
         finished = [
             t
@@ -412,6 +415,7 @@ def _prune_history(groups: Iterable[list[Task]], limit: int, plan: Plan) -> None
             and t.status.state.terminal
             and t.id not in touched
         ]
-        for task in finished[: max(0, len(finished) - limit)]:
+        kept = sum(1 for t in slot_tasks if t.id not in deleted)
+        for task in finished[: max(0, kept - limit)]:
             plan.delete.append(task)
             plan.notes.append(f"pruned {task.id[:12]} (history limit {limit})")

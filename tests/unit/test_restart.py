@@ -204,7 +204,7 @@ def test_max_attempts_within_a_window_holds_when_history_is_pruned() -> None:
     sim.run()
     [last] = [t for t in sim.tasks.values() if t.desired_state == S.RUNNING]
     assert last.attempt == 7 and len(last.restart_times) == 7
-    assert len(sim.tasks) == 6  # pruned: the last one and 5 of history
+    assert len(sim.tasks) == 5  # pruned: the last one and 4 of history
     final = reconcile(svc, list(sim.tasks.values()), NODES, sim.now + 100)
     assert final.empty and final.decision(NAME) == (
         f"service={NAME} slot 1: rejected; max_attempts 7 reached, not restarted"
