@@ -185,11 +185,11 @@ def reconcile(
                     f"{newest.status.state.label}, not restarted while halted"
                 )
                 continue
-            in_flight += 1
             if service.update_status.state in ACTIVE and not halted and newest not in current:
                 _replace_stale(service, key, newest, now, plan)
-            else:
-                _restart_slot(service, key, slot_tasks, newest, now, plan)
+                in_flight += 1
+            elif _restart_slot(service, key, slot_tasks, newest, now, plan):
+                in_flight += 1  # a slot its restart policy gave up on holds no batch back
             continue
         if current and current[-1].status.state < TaskState.RUNNING:
             in_flight += 1
@@ -322,17 +322,18 @@ def _restart_slot(
     ended: Task,
     now: float,
     plan: Plan,
-) -> None:
+) -> bool:
+    """Restart the slot of ``ended`` per the restart policy; False when it never will."""
     verdict = restart_verdict(service.spec.restart_policy, ended, history, now)
     if verdict.restart_at is None:
         plan.notes.append(f"slot {_slot_name(key)}: {verdict.reason}")
-        return
+        return False
     if verdict.restart_at > now:
         plan.wake(verdict.restart_at)
         plan.notes.append(
             f"slot {_slot_name(key)}: restart in {verdict.restart_at - now:.1f}s ({verdict.reason})"
         )
-        return
+        return True
     plan.put(shut_down(ended))
     task = make_task(
         service,
@@ -347,6 +348,7 @@ def _restart_slot(
         f"slot {_slot_name(key)}: {ended.id[:12]} {ended.status.state.label}, "
         f"restarted as {task.id[:12]} (attempt {task.attempt})"
     )
+    return True
 
 
 def _fail_tasks_on_lost_nodes(

@@ -273,3 +273,16 @@ def test_monitor_of_a_healthchecked_task_adds_the_time_its_first_check_needs() -
     assert update_failures(v2, tasks, T0 + 8) == ([], T0 + 13)  # 2 + 5 monitor + 6
     [failure], _ = update_failures(v2, tasks, T0 + 13)
     assert failure.reason == f"task {NAME}.1 not running within 11s (starting)"
+
+
+def test_continue_goes_on_past_a_slot_its_restart_policy_gave_up_on() -> None:
+    # Slot 1's new task is rejected and, with condition none, never restarted: that
+    # slot is not "in flight", so parallelism 1 must not wait on it for good.
+    cfg = UpdateConfig(parallelism=1, failure_action="continue")
+    v1 = service(spec(update_config=cfg, restart_policy=RestartPolicy(condition="none")))
+    sim = UpdateSim(v1, NODES)
+    sim.run()
+    update_to(sim, "nginx:2")
+    sim.fail_next_starts = 1
+    sim.run()
+    assert images_running(sim) == ["nginx:2"] * 2
