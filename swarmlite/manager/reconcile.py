@@ -16,9 +16,18 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from swarmlite.errors import SpecError
 from swarmlite.manager.restart import next_restart_times, restart_verdict
 from swarmlite.manager.rollout import OutdatedSlot, rollout_step
+from swarmlite.manager.slots import (
+    end_unwanted_slots,
+    fail_tasks_on_lost_nodes,
+    paused_slots,
+    shut_down,
+    shut_down_on_drained_nodes,
+    slot_key,
+    slot_name,
+    wanted_slots,
+)
 from swarmlite.manager.updater import (
     ACTIVE,
     active_config,
@@ -26,8 +35,7 @@ from swarmlite.manager.updater import (
     judge_update,
     started_in_update,
 )
-from swarmlite.spec.constraints import parse_constraints
-from swarmlite.spec.objects import Node, Service, Task, TaskState, TaskStatus, node_lost
+from swarmlite.spec.objects import Node, Service, Task, TaskState, TaskStatus
 
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 
@@ -88,24 +96,6 @@ def make_task(
     )
 
 
-def shut_down(task: Task) -> Task:
-    if task.status.state < TaskState.ASSIGNED:
-        # Never placed (a global task may name its node before), so no agent ever had
-        # it and none will report it stopped: it ends here.
-        return msgspec.structs.replace(
-            task,
-            desired_state=TaskState.SHUTDOWN,
-            status=msgspec.structs.replace(
-                task.status, state=TaskState.SHUTDOWN, message="shut down before it was placed"
-            ),
-        )
-    return msgspec.structs.replace(task, desired_state=TaskState.SHUTDOWN)
-
-
-def _slot_key(task: Task) -> tuple[int, str]:
-    return (task.slot, task.node_id if task.slot == 0 else "")
-
-
 def reconcile(
     service: Service,
     tasks: Sequence[Task],
@@ -118,15 +108,16 @@ def reconcile(
     stored = {t.id: t for t in tasks}
     by_slot: dict[tuple[int, str], list[Task]] = defaultdict(list)
     for task in tasks:
-        by_slot[_slot_key(task)].append(task)
+        by_slot[slot_key(task)].append(task)
     for slot_tasks in by_slot.values():
         slot_tasks.sort(key=lambda t: t.created_at)
 
     # From here on a task on a lost node is seen as failed (in memory only).
-    _fail_tasks_on_lost_nodes(by_slot.values(), nodes, plan)
+    fail_tasks_on_lost_nodes(by_slot.values(), nodes, plan)
     if service.spec.mode == "replicated":
-        _shut_down_on_drained_nodes(by_slot.values(), nodes, plan)
-    wanted = _wanted_slots(service, nodes, by_slot)
+        shut_down_on_drained_nodes(by_slot.values(), nodes, plan)
+    wanted = wanted_slots(service, nodes, by_slot)
+    paused = paused_slots(service, nodes) & wanted  # their tasks are left as they are
     # Has the update in progress failed? Then no further batch (and maybe a rollback).
     verdict = Plan()
     halted = judge_update(service, tasks, len(wanted), now, verdict)
@@ -135,7 +126,7 @@ def reconcile(
     plan.notes.extend(verdict.notes)
     if verdict.wake_at is not None:
         plan.wake(verdict.wake_at)
-    _end_unwanted_slots(service, by_slot, wanted, nodes, plan)
+    end_unwanted_slots(service, by_slot, wanted, nodes, plan)
 
     outdated: list[OutdatedSlot] = []
     in_flight = 0
@@ -155,9 +146,7 @@ def reconcile(
             for extra in current:
                 if extra is not keep:
                     plan.put(shut_down(extra))
-                    plan.notes.append(
-                        f"slot {_slot_name(key)}: duplicate {extra.id[:12]} shut down"
-                    )
+                    plan.notes.append(f"slot {slot_name(key)}: duplicate {extra.id[:12]} shut down")
             live = [t for t in live if t is keep or t in stale]
             current = [keep]
         for task in current:
@@ -167,7 +156,7 @@ def reconcile(
                     msgspec.structs.replace(task, spec=service.spec, spec_version=service.version)
                 )
                 plan.notes.append(
-                    f"slot {_slot_name(key)}: {task.id[:12]} moved to spec version "
+                    f"slot {slot_name(key)}: {task.id[:12]} moved to spec version "
                     f"{service.version} in place"
                 )
             elif task.status.state == TaskState.RUNNING:
@@ -181,7 +170,7 @@ def reconcile(
             if halted and started_in_update(service, newest):
                 # The updater owns this failure: no restart while paused or rolling back.
                 plan.notes.append(
-                    f"slot {_slot_name(key)}: {newest.id[:12]} of the update "
+                    f"slot {slot_name(key)}: {newest.id[:12]} of the update "
                     f"{newest.status.state.label}, not restarted while halted"
                 )
                 continue
@@ -193,7 +182,7 @@ def reconcile(
             continue
         if current and current[-1].status.state < TaskState.RUNNING:
             in_flight += 1
-        if stale:
+        if stale and key not in paused:
             outdated.append(OutdatedSlot(key, stale[0], current[-1] if current else None))
 
     if outdated and halted:
@@ -210,7 +199,8 @@ def reconcile(
             shut_down=shut_down,
         )
     if not halted and plan.empty:
-        finish_update(service, tasks, len(wanted), now, plan)
+        rolled = [t for t in tasks if slot_key(t) not in paused]
+        finish_update(service, rolled, len(wanted - paused), now, plan)
     _prune_history(by_slot.values(), history_limit, plan)
     # Managers write desired state only: never let a plan rewrite an observed status,
     # except to end a task no node ever took (no agent will report on it).
@@ -225,60 +215,6 @@ def _ended_unplaced(old: Task, new: Task) -> bool:
     return old.status.state < TaskState.ASSIGNED and new.status.state == TaskState.SHUTDOWN
 
 
-def _slot_name(key: tuple[int, str]) -> str:
-    return str(key[0]) if key[0] else f"node {key[1][:12]}"
-
-
-def _wanted_slots(
-    service: Service, nodes: Mapping[str, Node], by_slot: Mapping[tuple[int, str], list[Task]]
-) -> set[tuple[int, str]]:
-    """Replicated: slots 1..N. Global: every active node that is not down and meets the
-    placement constraints (as in Swarm, no task elsewhere), and every paused one that
-    still has a live task there (pause keeps tasks, takes no new ones)."""
-    if service.spec.mode == "replicated":
-        return {(s, "") for s in range(1, service.spec.replicas + 1)}
-    try:
-        constraints = parse_constraints(service.spec.placement.constraints)
-    except SpecError:
-        constraints = ()  # the scheduler leaves its tasks pending, saying why
-    wanted = set()
-    for n in nodes.values():
-        if n.status.state == "down" or n.availability == "drain":
-            continue
-        if not all(c.matches(n) for c in constraints):
-            continue
-        key = (0, n.id)
-        if n.availability == "pause" and not any(
-            t.desired_state <= TaskState.RUNNING for t in by_slot.get(key, ())
-        ):
-            continue
-        wanted.add(key)
-    return wanted
-
-
-def _end_unwanted_slots(
-    service: Service,
-    by_slot: Mapping[tuple[int, str], list[Task]],
-    wanted: set[tuple[int, str]],
-    nodes: Mapping[str, Node],
-    plan: Plan,
-) -> None:
-    """Slots no longer wanted (scale down, node drained): shut their live tasks down.
-    A slot gone for good (scaled away, its global node removed) keeps no history: its
-    tasks are deleted once ended, as Swarm's task reaper does."""
-    for key, slot_tasks in by_slot.items():
-        if key in wanted:
-            continue
-        gone = service.spec.mode == "replicated" or key[1] not in nodes
-        for task in slot_tasks:
-            if task.desired_state <= TaskState.RUNNING:
-                plan.put(shut_down(task))
-                plan.notes.append(f"slot {_slot_name(key)} removed: shutting down {task.id[:12]}")
-            elif gone and task.status.state.terminal:
-                plan.delete.append(task)
-                plan.notes.append(f"slot {_slot_name(key)} removed: deleted {task.id[:12]}")
-
-
 def _fill_slot(
     service: Service, key: tuple[int, str], history: list[Task], now: float, plan: Plan
 ) -> None:
@@ -291,14 +227,14 @@ def _fill_slot(
         and active_config(service).order == "stop-first"
         and last.spec_version != service.version
     ):
-        plan.notes.append(f"slot {_slot_name(key)}: waiting for {last.id[:12]} to stop")
+        plan.notes.append(f"slot {slot_name(key)}: waiting for {last.id[:12]} to stop")
         return
     # Restarts count per spec: a new spec (an update) starts from none, as in Swarm.
     same = last if last is not None and last.spec_version == service.version else None
     attempt, times = (same.attempt, same.restart_times) if same else (0, ())
     task = make_task(service, key[0], now, node_id=key[1], attempt=attempt, restart_times=times)
     plan.create.append(task)
-    plan.notes.append(f"slot {_slot_name(key)}: created {task.id[:12]}")
+    plan.notes.append(f"slot {slot_name(key)}: created {task.id[:12]}")
 
 
 def _replace_stale(
@@ -310,7 +246,7 @@ def _replace_stale(
     task = make_task(service, key[0], now, node_id=key[1])
     plan.create.append(task)
     plan.notes.append(
-        f"slot {_slot_name(key)}: {ended.id[:12]} of an older spec {ended.status.state.label}, "
+        f"slot {slot_name(key)}: {ended.id[:12]} of an older spec {ended.status.state.label}, "
         f"replaced by {task.id[:12]}"
     )
 
@@ -326,12 +262,12 @@ def _restart_slot(
     """Restart the slot of ``ended`` per the restart policy; False when it never will."""
     verdict = restart_verdict(service.spec.restart_policy, ended, history, now)
     if verdict.restart_at is None:
-        plan.notes.append(f"slot {_slot_name(key)}: {verdict.reason}")
+        plan.notes.append(f"slot {slot_name(key)}: {verdict.reason}")
         return False
     if verdict.restart_at > now:
         plan.wake(verdict.restart_at)
         plan.notes.append(
-            f"slot {_slot_name(key)}: restart in {verdict.restart_at - now:.1f}s ({verdict.reason})"
+            f"slot {slot_name(key)}: restart in {verdict.restart_at - now:.1f}s ({verdict.reason})"
         )
         return True
     plan.put(shut_down(ended))
@@ -345,63 +281,10 @@ def _restart_slot(
     )
     plan.create.append(task)
     plan.notes.append(
-        f"slot {_slot_name(key)}: {ended.id[:12]} {ended.status.state.label}, "
+        f"slot {slot_name(key)}: {ended.id[:12]} {ended.status.state.label}, "
         f"restarted as {task.id[:12]} (attempt {task.attempt})"
     )
     return True
-
-
-def _fail_tasks_on_lost_nodes(
-    groups: Iterable[list[Task]], nodes: Mapping[str, Node], plan: Plan
-) -> None:
-    """See every unfinished task on a down or removed node as failed, in this pass only.
-
-    Its agent will never report again: a live one is replaced per the restart policy
-    (the delay counts from its last report), a stopping one counts as stopped.
-    """
-    for slot_tasks in groups:
-        for i, task in enumerate(slot_tasks):
-            if not task.node_id or task.status.state.terminal:
-                continue
-            if task.status.state < TaskState.ASSIGNED:
-                continue  # never placed (a global task names its node early): not lost
-            node = nodes.get(task.node_id)
-            if not node_lost(node):
-                continue
-            why = "node removed" if node is None else "node down"
-            slot_tasks[i] = msgspec.structs.replace(
-                task,
-                status=msgspec.structs.replace(
-                    task.status, state=TaskState.FAILED, err=why, message=why
-                ),
-            )
-            if task.desired_state <= TaskState.RUNNING:
-                plan.notes.append(f"task {task.id[:12]} lost with its node ({why})")
-
-
-def _shut_down_on_drained_nodes(
-    groups: Iterable[list[Task]], nodes: Mapping[str, Node], plan: Plan
-) -> None:
-    """Shut down every unfinished live task on a drained node (replicated services).
-
-    In this pass the slot then has no live task, so it is refilled at once and the
-    scheduler, which places nothing on a drained node, puts the new task elsewhere.
-    """
-    for slot_tasks in groups:
-        for i, task in enumerate(slot_tasks):
-            node = nodes.get(task.node_id)
-            if (
-                node is None
-                or node.availability != "drain"
-                or task.status.state.terminal
-                or task.desired_state > TaskState.RUNNING
-            ):
-                continue
-            slot_tasks[i] = shut_down(task)
-            plan.put(slot_tasks[i])
-            plan.notes.append(
-                f"slot {task.slot}: node {task.node_id[:12]} drained, shutting down {task.id[:12]}"
-            )
 
 
 def _prune_history(groups: Iterable[list[Task]], limit: int, plan: Plan) -> None:
