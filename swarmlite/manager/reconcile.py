@@ -23,7 +23,7 @@ from swarmlite.manager.slots import (
     fail_tasks_on_lost_nodes,
     paused_slots,
     shut_down,
-    shut_down_on_drained_nodes,
+    shut_down_on_unfit_nodes,
     slot_key,
     slot_name,
     wanted_slots,
@@ -115,7 +115,7 @@ def reconcile(
     # From here on a task on a lost node is seen as failed (in memory only).
     fail_tasks_on_lost_nodes(by_slot.values(), nodes, plan)
     if service.spec.mode == "replicated":
-        shut_down_on_drained_nodes(by_slot.values(), nodes, plan)
+        shut_down_on_unfit_nodes(by_slot.values(), nodes, plan)
     wanted = wanted_slots(service, nodes, by_slot)
     paused = paused_slots(service, nodes) & wanted  # their tasks are left as they are
     # Has the update in progress failed? Then no further batch (and maybe a rollback).

@@ -124,29 +124,41 @@ def fail_tasks_on_lost_nodes(
                 plan.notes.append(f"task {task.id[:12]} lost with its node ({why})")
 
 
-def shut_down_on_drained_nodes(
+def shut_down_on_unfit_nodes(
     groups: Iterable[list[Task]], nodes: Mapping[str, Node], plan: Plan
 ) -> None:
-    """Shut down every unfinished live task on a drained node (replicated services).
+    """Shut down every unfinished live task on a drained node, or on an active one that
+    no longer meets the task's placement constraints (its labels changed: Swarm's
+    constraint enforcer). Replicated services; a paused node's tasks are left alone.
 
     In this pass the slot then has no live task, so it is refilled at once and the
-    scheduler, which places nothing on a drained node, puts the new task elsewhere.
+    scheduler, which places nothing on a drained or unfit node, puts it elsewhere.
     """
     for slot_tasks in groups:
         for i, task in enumerate(slot_tasks):
             node = nodes.get(task.node_id)
-            if (
-                node is None
-                or node.availability != "drain"
-                or task.status.state.terminal
-                or task.desired_state > TaskState.RUNNING
-            ):
+            if node is None or task.status.state.terminal or task.desired_state > TaskState.RUNNING:
+                continue
+            why = "drained" if node.availability == "drain" else _unmet(task, node)
+            if not why:
                 continue
             slot_tasks[i] = shut_down(task)
             plan.put(slot_tasks[i])
             plan.notes.append(
-                f"slot {task.slot}: node {task.node_id[:12]} drained, shutting down {task.id[:12]}"
+                f"slot {task.slot}: node {task.node_id[:12]} {why}, shutting down {task.id[:12]}"
             )
+
+
+def _unmet(task: Task, node: Node) -> str:
+    """Why an active ``node`` no longer fits ``task`` ("no longer meets C"), or ""."""
+    if node.availability != "active" or not task.spec.placement.constraints:
+        return ""
+    try:
+        constraints = parse_constraints(task.spec.placement.constraints)
+    except SpecError:
+        return ""  # never placed by the scheduler, which says why
+    failed = next((c for c in constraints if not c.matches(node)), None)
+    return f"no longer meets {failed.text}" if failed else ""
 
 
 def paused_slots(service: Service, nodes: Mapping[str, Node]) -> set[SlotKey]:

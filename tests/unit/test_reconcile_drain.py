@@ -5,6 +5,8 @@ from __future__ import annotations
 import msgspec
 
 from swarmlite.manager.reconcile import reconcile
+from swarmlite.spec.objects import Node
+from swarmlite.spec.service import Placement
 from tests.unit.test_reconcile import (
     NAME,
     T0,
@@ -114,3 +116,36 @@ def test_reactivated_node_gets_global_task_back() -> None:
     )
     plan = reconcile(svc, [old], nodes(node("n1")), T0)
     assert [(t.slot, t.node_id) for t in plan.create] == [(0, "n1")]
+
+
+# --- a node that no longer meets the constraints (Swarm's constraint enforcer) ---------
+
+
+def zoned(node_id: str, zone: str, availability: str = "active") -> Node:
+    return msgspec.structs.replace(
+        node(node_id, availability=availability), labels={"zone": zone} if zone else {}
+    )
+
+
+def test_task_on_a_node_that_no_longer_meets_the_constraints_moves() -> None:
+    # node update --label-rm zone n1: its replica is shut down and refilled unplaced,
+    # so the scheduler puts it on a node that matches.
+    svc = service(spec(replicas=2, placement=Placement(constraints=("node.labels.zone==eu",))))
+    node_map = nodes(zoned("n1", ""), zoned("n2", "eu"), zoned("n3", "eu"))
+    tasks = [task(svc, 1, node_id="n1"), task(svc, 2, node_id="n2")]
+    plan = reconcile(svc, tasks, node_map, T0)
+    check_plan(plan, tasks)
+    assert [(t.id, t.desired_state) for t in plan.updates.values()] == [(tasks[0].id, S.SHUTDOWN)]
+    assert [(t.slot, t.node_id) for t in plan.create] == [(1, "")]
+    assert (
+        f"slot 1: node n1 no longer meets node.labels.zone==eu, shutting down {tasks[0].id[:12]}"
+        in plan.decision(NAME)
+    )
+
+
+def test_constraints_leave_a_paused_nodes_task_alone() -> None:
+    # As Swarm's enforcer: pause means the node's tasks are not touched.
+    svc = service(spec(replicas=1, placement=Placement(constraints=("node.labels.zone==eu",))))
+    tasks = [task(svc, 1, node_id="n1")]
+    plan = reconcile(svc, tasks, nodes(zoned("n1", "us", "pause"), zoned("n2", "eu")), T0)
+    assert plan.empty
