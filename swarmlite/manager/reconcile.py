@@ -11,11 +11,12 @@ from __future__ import annotations
 import secrets
 import string
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import msgspec
 
+from swarmlite.errors import SpecError
 from swarmlite.manager.restart import next_restart_times, restart_verdict
 from swarmlite.manager.rollout import OutdatedSlot, rollout_step
 from swarmlite.manager.slots import (
@@ -35,6 +36,7 @@ from swarmlite.manager.updater import (
     judge_update,
     started_in_update,
 )
+from swarmlite.spec.constraints import parse_constraints
 from swarmlite.spec.objects import Node, Service, Task, TaskState, TaskStatus
 
 _ID_ALPHABET = string.ascii_lowercase + string.digits
@@ -132,10 +134,15 @@ def reconcile(
     in_flight = 0
     last_done_at = 0.0
     task_hash = service.spec.task_hash()
+    fits = _placement_only(service, nodes)
     for key in sorted(wanted):
         slot_tasks = by_slot.get(key, [])
         live = [t for t in slot_tasks if t.desired_state <= TaskState.RUNNING]
-        current = [t for t in live if t.spec_version == service.version or t.spec_hash == task_hash]
+        current = [
+            t
+            for t in live
+            if t.spec_version == service.version or t.spec_hash == task_hash or fits(t)
+        ]
         stale = [t for t in live if t not in current]
         if len(current) > 1:
             # Two live tasks of the same spec in one slot (a pass on a stale view made
@@ -209,6 +216,31 @@ def reconcile(
             plan.updates[task_id] = msgspec.structs.replace(task, status=stored[task_id].status)
     plan.delete = [stored[t.id] for t in plan.delete]
     return plan
+
+
+def _placement_only(service: Service, nodes: Mapping[str, Node]) -> Callable[[Task], bool]:
+    """Whether a task of an older spec differs from the service's in placement alone and
+    its node meets the current constraints: then it moves to the new version in place,
+    not restarted, as in Swarm (IsTaskDirtyPlacementConstraintsOnly)."""
+    placement, task_hash = service.spec.placement, service.spec.task_hash()
+    try:
+        constraints = parse_constraints(placement.constraints)
+    except SpecError:
+        return lambda task: False
+    same: dict[int, bool] = {}  # spec version -> equal but for placement
+
+    def fits(task: Task) -> bool:
+        if task.spec.placement == placement:
+            return False
+        if task.spec_version not in same:
+            spec = msgspec.structs.replace(task.spec, placement=placement)
+            same[task.spec_version] = spec.task_hash() == task_hash
+        node = nodes.get(task.node_id)
+        return same[task.spec_version] and (
+            not task.node_id or (node is not None and all(c.matches(node) for c in constraints))
+        )
+
+    return fits
 
 
 def _ended_unplaced(old: Task, new: Task) -> bool:
