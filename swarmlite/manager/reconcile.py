@@ -20,6 +20,7 @@ from swarmlite.errors import SpecError
 from swarmlite.manager.restart import next_restart_times, restart_verdict
 from swarmlite.manager.rollout import OutdatedSlot, rollout_step
 from swarmlite.manager.slots import (
+    SlotKey,
     end_unwanted_slots,
     fail_tasks_on_lost_nodes,
     paused_slots,
@@ -120,6 +121,7 @@ def reconcile(
         shut_down_on_unfit_nodes(by_slot.values(), nodes, plan)
     wanted = wanted_slots(service, nodes, by_slot)
     paused = paused_slots(service, nodes) & wanted  # their tasks are left as they are
+    settled: set[SlotKey] = set()  # slots an update need not wait for
     # Has the update in progress failed? Then no further batch (and maybe a rollback).
     verdict = Plan()
     halted = judge_update(service, tasks, len(wanted), now, verdict)
@@ -185,7 +187,9 @@ def reconcile(
                 _replace_stale(service, key, newest, now, plan)
                 in_flight += 1
             elif _restart_slot(service, key, slot_tasks, newest, now, plan):
-                in_flight += 1  # a slot its restart policy gave up on holds no batch back
+                in_flight += 1
+            else:  # given up by its restart policy: holds no batch back, nor completion
+                settled.add(key)
             continue
         if current and current[-1].status.state < TaskState.RUNNING:
             in_flight += 1
@@ -206,8 +210,9 @@ def reconcile(
             shut_down=shut_down,
         )
     if not halted and plan.empty:
-        rolled = [t for t in tasks if slot_key(t) not in paused]
-        finish_update(service, rolled, len(wanted - paused), now, plan)
+        settled |= paused
+        rolled = [t for t in tasks if slot_key(t) not in settled]
+        finish_update(service, rolled, len(wanted - settled), now, plan)
     _prune_history(by_slot.values(), history_limit, plan)
     # Managers write desired state only: never let a plan rewrite an observed status,
     # except to end a task no node ever took (no agent will report on it).
