@@ -256,3 +256,58 @@ def test_vip_and_published_port_share_a_number_under_uvloop() -> None:
     pub, vip, listening = uvloop.run(scenario())
     assert (pub, vip) == (b"pub\n", b"vip\n")
     assert ("127.0.0.200", listening[0][1], "st_api") in listening
+
+
+async def test_bytes_held_during_a_slow_connect_that_fill_the_upstream_keep_the_client_paused(
+    mesh: MeshProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The client's bytes held while the dial waits are flushed to the backend at once.
+    When that leaves the upstream above its high-water mark, the client must stay
+    paused until it drains (it was once resumed regardless, and then read without bound).
+    """
+    import socket
+
+    from swarmlite.proxy import tcp
+
+    # Under the pre-connect hold (256 KiB), so the flush alone passes it.
+    monkeypatch.setattr(tcp, "WRITE_HIGH_WATER", 64 * 1024)
+    full_ip, tight_ip = BACKEND_IPS[1], BACKEND_IPS[2]
+    port = free_port(full_ip)
+    # Dialed first: its accept queue is full, so its SYNs are dropped until the connect
+    # times out (1 s) while the client's bytes pile up and pause it.
+    full = socket.socket()
+    full.bind((full_ip, port))
+    full.listen(0)
+    filler = socket.create_connection((full_ip, port))
+    # Then this one: the kernel accepts, nobody reads, and a small window and MSS keep
+    # the kernel from absorbing the flush.
+    tight = socket.socket()
+    tight.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    tight.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 536)
+    tight.bind((tight_ip, port))
+    tight.listen(8)
+    mesh_port = free_port()
+    backends = (backend("a-full", full_ip), backend("b-tight", tight_ip))
+    await mesh.apply(snapshot(route("web", published=mesh_port, target=port, backends=backends)))
+    peak, stop = [0], asyncio.Event()
+    watcher = asyncio.create_task(_watch(mesh, peak, stop))
+    sent = 0
+    try:
+        _, w = await asyncio.open_connection("127.0.0.1", mesh_port)
+        block = b"x" * (1 << 20)
+        for _ in range(32):
+            w.write(block)
+            try:
+                await asyncio.wait_for(w.drain(), 3)
+            except TimeoutError:
+                break  # the mesh stopped reading: what flow control is for
+            sent += len(block)
+        w.close()
+    finally:
+        stop.set()
+        await watcher
+        for s in (filler, full, tight):
+            s.close()
+    assert peak[0] > 256 * 1024, "the test never held bytes through a slow connect"
+    assert peak[0] < 2 * 1024 * 1024, f"proxy held {peak[0]} bytes at once"
+    assert sent < 32 << 20
