@@ -8,8 +8,8 @@ the log, and when to look again (restart delays, batch delays, update monitoring
 
 from __future__ import annotations
 
+import base64
 import secrets
-import string
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,11 +40,12 @@ from swarmlite.manager.updater import (
 from swarmlite.spec.constraints import parse_constraints
 from swarmlite.spec.objects import Node, Service, Task, TaskState, TaskStatus
 
-_ID_ALPHABET = string.ascii_lowercase + string.digits
-
 
 def new_id(length: int = 25) -> str:
-    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(length))
+    """``length`` characters of a-z and 2-7 (base32), 5 random bits each: one call for
+    the randomness, not one per character (10,000 tasks cost 0.2 s that way)."""
+    raw = secrets.token_bytes((length * 5 + 7) // 8)
+    return base64.b32encode(raw).decode("ascii").lower()[:length]
 
 
 @dataclass

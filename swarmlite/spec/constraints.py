@@ -9,6 +9,7 @@ and satisfies ``!=``. A malformed expression raises ``SpecError`` naming it.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from swarmlite.errors import SpecError
@@ -84,7 +85,9 @@ def parse_constraint(expr: str) -> Constraint:
     return Constraint(key, "", equal, folded, text)
 
 
+@functools.lru_cache(maxsize=1024)
 def parse_constraints(exprs: tuple[str, ...]) -> tuple[Constraint, ...]:
+    # Cached: every reconcile and scheduling pass asks again for each task.
     return tuple(parse_constraint(e) for e in exprs)
 
 
