@@ -117,13 +117,17 @@ class Http11Client:
             reused = bool(self._idle)
             conn = self._idle.pop() if reused else await self._open()
             parsed = _Parsed()
+            head_given = False
             try:
                 got_any = await self._send(conn, message, parsed)
                 if not got_any and reused:
                     await _close(conn)  # the server had closed it while idle: send again
                     continue
                 while True:
-                    if parsed.headers_done and (parsed.chunks or parsed.complete):
+                    # The head is given at once, so a stream whose body is slow to
+                    # start (``logs -f`` of a quiet service) is answered, not timed out.
+                    if parsed.headers_done and (parsed.chunks or parsed.complete or not head_given):
+                        head_given = True
                         yield parsed.status, parsed.take()
                     if parsed.complete:
                         break

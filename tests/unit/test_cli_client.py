@@ -317,3 +317,22 @@ def test_init_refuses_a_data_dir_with_a_stopped_node(
     data_dir = _data_dir(tmp_path, _free_port(), ca)
     assert main(["init", "--data-dir", str(data_dir)]) == 1
     assert "its daemon is not running: start it with 'swarmlite daemon" in capsys.readouterr().err
+
+
+async def test_followed_logs_of_a_quiet_service_wait_past_the_client_timeout() -> None:
+    # `service logs -f` of a service that prints nothing for a while: the head comes
+    # at once, the first line later than the client's timeout; the stream must wait.
+    async def quiet_logs(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse()
+        await resp.prepare(request)
+        await asyncio.sleep(0.6)
+        await resp.write(b"web.1 | late\n")
+        await resp.write_eof()
+        return resp
+
+    app = web.Application()
+    app.router.add_get("/v1/services/{name}/logs", quiet_logs)
+    async for port in _serve(app, None):
+        async with ApiClient(f"http://127.0.0.1:{port}", None, timeout=0.3) as client:
+            lines = [line async for line in client.service_logs("web", follow=True)]
+    assert lines == ["web.1 | late"]
