@@ -34,11 +34,11 @@ from swarmlite.api.models import (
 )
 from swarmlite.errors import (
     ConflictError,
-    NotFoundError,
     SpecError,
     StoreUnavailableError,
     SwarmliteError,
 )
+from swarmlite.manager.node_admin import find_node
 from swarmlite.security.mtls import (
     IDENTITY_KEY,
     allow_roles,
@@ -270,12 +270,8 @@ async def nodes(request: web.Request) -> web.Response:
 
 
 async def node(request: web.Request) -> web.Response:
-    state = _ctx(request).cache.view()
-    key = request.match_info["id"]
-    for v in state.nodes.values():
-        if v.value.id.startswith(key) or v.value.hostname == key:
-            return _json(v.value)
-    raise NotFoundError(f"node {key} not found (see 'swarmlite node ls')")
+    nodes = (v.value for v in _ctx(request).cache.view().nodes.values())
+    return _json(find_node(nodes, request.match_info["id"]))
 
 
 async def agent_session(request: web.Request) -> web.StreamResponse:

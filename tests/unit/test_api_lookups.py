@@ -1,0 +1,45 @@
+"""How API handlers find the node or service a request names, served in-process."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from swarmlite.api import server
+from swarmlite.api.client import ApiClient
+from swarmlite.errors import NotFoundError, SpecError
+from swarmlite.spec.objects import Node
+from tests.unit.api_harness import MemoryStore, context, serve
+
+NODES = (
+    Node(id="abc123", hostname="web1", addr="10.0.0.1", api_port=4377),
+    Node(id="db7890", hostname="cache", addr="10.0.0.3", api_port=4377),
+    Node(id="abd456", hostname="db", addr="10.0.0.2", api_port=4377),
+)
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[ApiClient]:
+    store = MemoryStore()
+    await store.seed(*NODES)
+    async for client in serve(context(store), [("GET", "/v1/nodes/{id}", server.node)]):
+        yield client
+
+
+async def test_node_inspect_finds_id_hostname_or_unique_prefix(api: ApiClient) -> None:
+    assert (await api.node("abc123")).id == "abc123"
+    assert (await api.node("abc")).id == "abc123"
+    assert (await api.node("web1")).id == "abc123"
+
+
+async def test_node_inspect_hostname_comes_before_another_node_id_prefix(api: ApiClient) -> None:
+    # "db" is node abd456's hostname and the start of node db7890's id.
+    assert (await api.node("db")).id == "abd456"
+
+
+async def test_node_inspect_refuses_an_ambiguous_prefix(api: ApiClient) -> None:
+    with pytest.raises(SpecError, match="node ab is ambiguous"):
+        await api.node("ab")
+    with pytest.raises(NotFoundError, match="node zz not found"):
+        await api.node("zz")
