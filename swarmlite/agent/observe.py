@@ -75,6 +75,8 @@ def decide(task: Task, container: ContainerInfo | None, reported: TaskStatus) ->
             return Action.NONE  # the manager decides what comes next
         if container is None:
             return Action.START
+        if container.state == "created":
+            return Action.START  # never started (a daemon killed in between): create adopts it
         if container.state == "running" and container.health == "unhealthy":
             return Action.STOP
         return Action.REPORT

@@ -354,10 +354,9 @@ class TaskRunner:
     async def _read_started(self, task: Task, container_id: str) -> None:
         """Record the task's container as the engine sees it after its start (or failed start)."""
         info = await self._runtime.inspect(container_id)
-        current = self._containers.get(task.id)
-        # The event stream may already have recorded a newer view (say, healthy):
-        # a read that started earlier must not overwrite it.
-        if info is not None and (current is None or current.id != info.id):
+        seen = self._containers.get(task.id)
+        # Events may have recorded a newer view (say, healthy); "created" is never newer.
+        if info is not None and (seen is None or seen.id != info.id or seen.state == "created"):
             self._containers[task.id] = info
 
     async def _drain(self, task: Task) -> None:

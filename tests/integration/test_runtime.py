@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import docker
+import msgspec
 import pytest
 
 from swarmlite.agent.runtime import DockerRuntime, RuntimeEvent
@@ -432,3 +433,28 @@ async def test_parallel_create_start(
     t0 = time.monotonic()
     await asyncio.gather(*(runtime.remove(cid) for cid in ids))
     print(f"remove of 20 running containers in parallel: {time.monotonic() - t0:.2f}s")
+
+
+async def test_runner_starts_a_container_left_created_under_the_same_id(
+    runtime: DockerRuntime, node_id: str, unique: str, busybox_image: str
+) -> None:
+    # A daemon killed between its create and its start: the next one adopts and starts it.
+    from swarmlite.agent.worker import TaskRunner
+    from swarmlite.spec.objects import TaskState, TaskStatus
+
+    task = make_task(f"rtc{unique}", busybox_image, "sleep 30", networks=())
+    cid = await runtime.create(task, [])
+    status = TaskStatus(state=TaskState.STARTING, message="starting", container_id=cid)
+    task = msgspec.structs.replace(task, node_id=node_id, status=status)
+    reports: dict[str, TaskStatus] = {}
+    runner = TaskRunner(runtime, node_id, lambda tid, st: reports.__setitem__(tid, st))
+    await runner.start()
+    try:
+        runner.apply([task], [], [])
+        async with asyncio.timeout(20):
+            while reports.get(task.id, status).state < TaskState.RUNNING:
+                await asyncio.sleep(0.05)
+    finally:
+        await runner.stop()
+    assert reports[task.id].state == TaskState.RUNNING and reports[task.id].container_id == cid
+    assert [c.id for c in await runtime.list_own()] == [cid]

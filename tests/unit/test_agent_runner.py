@@ -232,3 +232,17 @@ async def test_a_named_volume_is_created_with_its_compose_driver_opts_and_labels
         {"type": "tmpfs"},
         {"team": "db", "swarmlite.stack": "shop"},
     )
+
+
+async def test_a_container_left_created_by_a_killed_daemon_is_started_not_left_starting(
+    engine: FakeEngine,
+) -> None:
+    # The daemon was killed between the create and the start: after its restart the
+    # task's container exists, never started, and the manager last heard "starting".
+    task, reports = make_task(), Reports()
+    status = TaskStatus(state=TaskState.STARTING, message="starting", container_id="c-t1")
+    task = msgspec.structs.replace(task, status=status)
+    engine.containers["c-t1"] = container(task, "created")
+    async with running(engine, task, reports):
+        await reports.wait_for("t1", TaskState.RUNNING)
+    assert engine.calls.count("start") == 1
