@@ -25,7 +25,7 @@ from swarmlite.cli.progress import (
     verdict,
 )
 from swarmlite.cli.service_cmds import print_tasks
-from swarmlite.errors import SpecError, SwarmliteError
+from swarmlite.errors import NotFoundError, SpecError, SwarmliteError
 from swarmlite.spec.objects import Task
 
 # Looked up in the current directory when no -f/-c is given, like docker compose.
@@ -170,13 +170,24 @@ async def stack_ps(args: argparse.Namespace, api: ApiClient) -> int:
 
 
 async def stack_rm(args: argparse.Namespace, api: ApiClient) -> int:
+    """Each stack in turn, as ``docker stack rm``: one that does not exist is "Nothing
+    found" (not a failure), and one that fails does not stop the others."""
+    failed = False
     for name in args.stacks:
-        result = await api.remove_stack(name)
+        try:
+            result = await api.remove_stack(name)
+        except NotFoundError:
+            print(f"Nothing found in stack: {name}", file=sys.stderr)
+            continue
+        except SwarmliteError as err:
+            print(f"Error: {name}: {err}", file=sys.stderr)
+            failed = True
+            continue
         if not result.removed:
             print(f"Nothing found in stack: {name}")
         for removed in result.removed:
             print(f"Removing service {removed}")
-    return 0
+    return 1 if failed else 0
 
 
 # -- waiting for a deploy ------------------------------------------------------------
