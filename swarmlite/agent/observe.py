@@ -74,7 +74,9 @@ def decide(task: Task, container: ContainerInfo | None, reported: TaskStatus) ->
         if reported.state.terminal:
             return Action.NONE  # the manager decides what comes next
         if container is None:
-            return Action.START
+            # Once created (starting or later), a vanished container fails the task,
+            # as in Swarm: the orchestrator replaces it; it never gets a second one.
+            return Action.START if reported.state < TaskState.STARTING else Action.REPORT
         if container.state == "created":
             return Action.START  # never started (a daemon killed in between): create adopts it
         if container.state == "running" and container.health == "unhealthy":
@@ -106,6 +108,13 @@ def task_status(
     return TaskStatus(
         state=state, message=message, err=err, timestamp=time.time(), container_id=container_id
     )
+
+
+def gone_status(task: Task) -> TaskStatus:
+    """The status of a task without a container (never made, or removed)."""
+    if task.desired_state > TaskState.RUNNING:
+        return task_status(TaskState.SHUTDOWN, "shutdown")
+    return task_status(TaskState.FAILED, "failed", err="task: container removed")
 
 
 def same_status(a: TaskStatus, b: TaskStatus) -> bool:

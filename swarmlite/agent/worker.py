@@ -30,6 +30,7 @@ from swarmlite.agent.observe import (
     Action,
     decide,
     drain_waits,
+    gone_status,
     observed_status,
     same_status,
     task_status,
@@ -257,8 +258,8 @@ class TaskRunner:
                 self._report(task.id, observed_status(task, container))
                 if container.state == "running" and container.health == "starting":
                     self._recheck_later(task, container)
-            elif action is Action.REPORT and task.desired_state > TaskState.RUNNING:
-                self._report(task.id, task_status(TaskState.SHUTDOWN, "shutdown"))
+            elif action is Action.REPORT:
+                self._report(task.id, gone_status(task))
         if self._synced:
             for task_id, container in list(self._containers.items()):
                 if task_id not in self._tasks and task_id not in self._busy:

@@ -246,3 +246,20 @@ async def test_a_container_left_created_by_a_killed_daemon_is_started_not_left_s
     async with running(engine, task, reports):
         await reports.wait_for("t1", TaskState.RUNNING)
     assert engine.calls.count("start") == 1
+
+
+async def test_a_running_task_whose_container_is_removed_fails_and_is_not_recreated(
+    engine: FakeEngine,
+) -> None:
+    # ``docker rm -f`` of a replica: Swarm fails the task; its replacement is the
+    # orchestrator's to make (restart policy, delay), never a second container of it.
+    task, reports = make_task(), Reports()
+    engine.containers["c-t1"] = container(task, "running")
+    async with running(engine, task, reports):
+        await reports.wait_for("t1", TaskState.RUNNING)
+        del engine.containers["c-t1"]
+        await engine.stream.put(RuntimeEvent(container_id="c-t1", task_id="t1", action="destroy"))
+        failed = await reports.wait_for("t1", TaskState.FAILED)
+        await asyncio.sleep(0.1)
+    assert "create" not in engine.calls and not engine.containers
+    assert "container" in failed.err and "removed" in failed.err
