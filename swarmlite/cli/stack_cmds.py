@@ -165,7 +165,10 @@ async def stack_ls(args: argparse.Namespace, api: ApiClient) -> int:
 
 
 async def stack_ps(args: argparse.Namespace, api: ApiClient) -> int:
-    await print_tasks(args, api, await api.tasks(stack=args.stack))
+    tasks = await api.tasks(stack=args.stack)
+    if not tasks:  # as docker stack ps: an unknown stack is an error, not an empty table
+        raise NotFoundError(f"nothing found in stack: {args.stack}")
+    await print_tasks(args, api, tasks)
     return 0
 
 

@@ -13,7 +13,8 @@ from aiohttp import web
 from swarmlite.api.client import ApiClient
 from swarmlite.api.models import RemoveResult
 from swarmlite.cli.main import parse_args
-from swarmlite.cli.stack_cmds import stack_rm
+from swarmlite.cli.stack_cmds import stack_ps, stack_rm
+from swarmlite.errors import NotFoundError
 from tests.unit.test_cli_client import _serve
 
 
@@ -40,8 +41,12 @@ async def api(removed: list[str]) -> AsyncIterator[ApiClient]:
         removed.append(name)
         return web.Response(body=msgspec.json.encode(RemoveResult(removed=("shop_web",))))
 
+    async def tasks(request: web.Request) -> web.Response:
+        return web.json_response([])
+
     app = web.Application()
     app.router.add_delete("/v1/stacks/{stack}", remove)
+    app.router.add_get("/v1/tasks", tasks)
     async for port in _serve(app, None):
         async with ApiClient(f"http://127.0.0.1:{port}", None, timeout=5) as client:
             yield client
@@ -68,3 +73,9 @@ async def test_rm_that_fails_for_one_stack_removes_the_others_and_exits_1(
     assert await stack_rm(args("rm", "broken", "shop"), api) == 1
     assert removed == ["shop"]
     assert capsys.readouterr().err == "Error: broken: stack broken kept changing\n"
+
+
+async def test_ps_of_a_stack_with_no_tasks_is_an_error(api: ApiClient) -> None:
+    # docker stack ps: "nothing found in stack: X", exit 1 (not an empty table).
+    with pytest.raises(NotFoundError, match="nothing found in stack: gone"):
+        await stack_ps(args("ps", "gone"), api)
