@@ -36,8 +36,14 @@ def _options(request: web.Request) -> tuple[bool, int | None]:
 async def local_lines(
     runtime: DockerRuntime, service_id: str, *, follow: bool, tail: int | None
 ) -> AsyncIterator[bytes]:
-    """This node's containers of ``service_id``, line by line, as ``task | line``."""
-    mine = await runtime.list_own(service_id)
+    """This node's containers of ``service_id``, line by line, as ``task | line``; an
+    engine that cannot list them gives one line saying so (as an unreachable node does)."""
+    try:
+        mine = await runtime.list_own(service_id)
+    except SwarmliteError as exc:
+        why = f"swarmlite: could not read this node's logs: {exc}"
+        yield f"{runtime.node_id[:12]} | {why}\n".encode()
+        return
     streams = [
         _prefixed(runtime, c.id, task_name(c.service_name, c.slot, c.node_id), follow, tail)
         for c in mine
