@@ -43,10 +43,12 @@ def observed_status(task: Task, container: ContainerInfo, now: float | None = No
                 base, state=TaskState.FAILED, message="unhealthy", err="task: unhealthy container"
             )
         return msgspec.structs.replace(base, message="starting: waiting for healthcheck")
-    if container.state in ("exited", "dead"):
+    stopping = task.desired_state > TaskState.RUNNING
+    # Never started, and never will be: a "created" container of a task told to stop.
+    if container.state in ("exited", "dead") or (container.state == "created" and stopping):
         code = container.exit_code
         ended_at = container.finished_at or now
-        if task.desired_state > TaskState.RUNNING:
+        if stopping:
             return msgspec.structs.replace(
                 base,
                 state=TaskState.SHUTDOWN,
