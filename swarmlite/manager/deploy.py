@@ -22,7 +22,7 @@ from swarmlite.manager.reconcile import new_id
 from swarmlite.security.keeper import SecretKeeper
 from swarmlite.spec.constraints import parse_constraints, parse_preferences
 from swarmlite.spec.objects import Network, Service, UpdateStatus, Volume
-from swarmlite.spec.service import ServiceSpec, StackSpec
+from swarmlite.spec.service import SERVICE_NAME, STACK_NAME, ServiceSpec, StackSpec
 from swarmlite.store.cache import ClusterState
 from swarmlite.store.store import Delete, Put
 
@@ -158,8 +158,22 @@ def plan_deploy(
 
 
 def _check(stack: StackSpec) -> None:
+    """What the compose loader already refused, checked again for other API clients."""
+    if not STACK_NAME.fullmatch(stack.name):
+        raise SpecError(
+            f"invalid stack name {stack.name!r}: use lowercase letters, digits, '_' and '-'"
+        )
     nets = {n.name for n in stack.networks}
+    seen: set[str] = set()
     for spec in stack.services:
+        if not SERVICE_NAME.fullmatch(spec.name):
+            raise SpecError(
+                f"invalid service name {spec.name!r}: use letters, digits, '_', '.' and '-', "
+                "starting with a letter or digit"
+            )
+        if spec.name in seen:
+            raise SpecError(f"service {spec.name} is defined twice in stack {stack.name}")
+        seen.add(spec.name)
         if spec.stack != stack.name:
             raise SpecError(f"service {spec.name} belongs to stack {spec.stack}, not {stack.name}")
         for net in spec.networks:

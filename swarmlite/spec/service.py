@@ -7,6 +7,7 @@ spec are stack-local (``web``, ``default``); ``ServiceSpec.full_name`` is the cl
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Literal
 
 import msgspec
@@ -19,6 +20,10 @@ MountType = Literal["volume", "bind", "tmpfs"]
 DependsCondition = Literal["service_started", "service_healthy", "service_completed_successfully"]
 FailureAction = Literal["pause", "continue", "rollback"]
 UpdateOrder = Literal["stop-first", "start-first"]
+
+# Names the compose loader accepts, and the manager checks again for other API clients.
+STACK_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
+SERVICE_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
 
 
 class Frozen(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

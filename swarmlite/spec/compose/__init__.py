@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from swarmlite.errors import ComposeError
-from swarmlite.spec.service import StackSpec
+from swarmlite.spec.service import STACK_NAME, StackSpec
 
 from .convert import convert
 from .envfile import EnvFileError, read_env_file
@@ -30,8 +30,6 @@ from .tree import YMap
 from .yaml_load import load_yaml
 
 __all__ = ["load_stack", "normalize_stack_name"]
-
-_STACK_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
 
 
 def load_stack(
@@ -87,7 +85,7 @@ def _environment(first: Path, environ: Mapping[str, str]) -> dict[str, str]:
 
 def _stack_name(explicit: str | None, tree: YMap, first: Path, problems: Problems) -> str:
     if explicit is not None:
-        if not _STACK_NAME.fullmatch(explicit):
+        if not STACK_NAME.fullmatch(explicit):
             problems.error(
                 f"invalid stack name {explicit!r}: use lowercase letters, digits, '_' and '-'"
             )
@@ -95,7 +93,7 @@ def _stack_name(explicit: str | None, tree: YMap, first: Path, problems: Problem
         return explicit
     top_name = tree.get("name")
     if isinstance(top_name, str) and top_name:
-        if not _STACK_NAME.fullmatch(top_name):
+        if not STACK_NAME.fullmatch(top_name):
             problems.error(
                 f"invalid project name {top_name!r}: use lowercase letters, digits, '_' and '-'",
                 tree.where("name"),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import difflib
 import os
-import re
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -13,7 +12,14 @@ from typing import Any, cast
 
 import msgspec
 
-from swarmlite.spec.service import Dependency, DependsCondition, FileRef, Mount, ServiceSpec
+from swarmlite.spec.service import (
+    SERVICE_NAME,
+    Dependency,
+    DependsCondition,
+    FileRef,
+    Mount,
+    ServiceSpec,
+)
 
 from .deploy import read_deploy, read_healthcheck, read_restart
 from .envfile import EnvFileError, read_env_file
@@ -24,7 +30,6 @@ from .problems import Problems
 from .reader import Reader, to_str
 from .tree import Pos, Value, YList, YMap, type_name
 
-SERVICE_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
 _CONDITIONS = ("service_started", "service_healthy", "service_completed_successfully")
 
 
