@@ -318,9 +318,11 @@ class ApiClient:
         params = {"follow": "1" if follow else "0"}
         if tail is not None:
             params["tail"] = str(tail)
-        # A followed stream has no total deadline; only its first answer is bounded.
+        # No total deadline: the first answer is bounded, then (unless followed, when
+        # a quiet service may print nothing for hours) each wait for more output.
         stream = self._http.stream("GET", path, params=params)
         pending = b""
+        loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self._timeout) as deadline:
                 status, first = await anext(stream)
@@ -330,6 +332,8 @@ class ApiClient:
                     rest = b"".join([c async for _, c in stream])
                     raise error_for_status(status, first + rest)
                 async for _, chunk in _prepend(first, stream):
+                    if not follow:
+                        deadline.reschedule(loop.time() + self._timeout)
                     *lines, pending = (pending + chunk).split(b"\n")
                     for line in lines:
                         yield line.decode("utf-8", "replace").rstrip("\r")

@@ -336,3 +336,23 @@ async def test_followed_logs_of_a_quiet_service_wait_past_the_client_timeout() -
         async with ApiClient(f"http://127.0.0.1:{port}", None, timeout=0.3) as client:
             lines = [line async for line in client.service_logs("web", follow=True)]
     assert lines == ["web.1 | late"]
+
+
+async def test_logs_longer_than_the_client_timeout_are_read_to_the_end() -> None:
+    # `service logs` (no -f) of a service with much output: the dump may take longer
+    # than the timeout in total; only a server silent for the whole timeout fails it.
+    async def long_logs(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse()
+        await resp.prepare(request)
+        for i in range(6):
+            await resp.write(b"web.1 | line %d\n" % i)
+            await asyncio.sleep(0.1)
+        await resp.write_eof()
+        return resp
+
+    app = web.Application()
+    app.router.add_get("/v1/services/{name}/logs", long_logs)
+    async for port in _serve(app, None):
+        async with ApiClient(f"http://127.0.0.1:{port}", None, timeout=0.3) as client:
+            lines = [line async for line in client.service_logs("web")]
+    assert lines == [f"web.1 | line {i}" for i in range(6)]
