@@ -6,6 +6,8 @@ import argparse
 import sys
 from collections.abc import Awaitable, Callable
 
+import msgspec
+
 from swarmlite.api.client import ApiClient
 from swarmlite.api.models import NodeUpdateRequest
 from swarmlite.cli import tables
@@ -65,10 +67,25 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 async def node_ls(args: argparse.Namespace, api: ApiClient) -> int:
     nodes = await api.nodes()
-    if args.format == "json":
-        print_json(nodes)
-        return 0
     info = await api.info()
+    if args.format == "json":
+        # Each node with what the table adds, as docker's ManagerStatus and Self.
+        print_json(
+            [
+                {
+                    **msgspec.to_builtins(node),
+                    "manager_status": tables.manager_status(
+                        node,
+                        local_id=info.node_id,
+                        local_is_leader=info.leader,
+                        leader_id=info.leader_id,
+                    ),
+                    "self": node.id == info.node_id,
+                }
+                for node in nodes
+            ]
+        )
+        return 0
     rows = tables.node_rows(
         nodes, local_id=info.node_id, local_is_leader=info.leader, leader_id=info.leader_id
     )

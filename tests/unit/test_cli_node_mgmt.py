@@ -13,11 +13,18 @@ import pytest
 from aiohttp import web
 
 from swarmlite.api.client import ApiClient
-from swarmlite.api.models import NodeActionResult, NodeUpdateRequest
+from swarmlite.api.models import ClusterInfo, NodeActionResult, NodeUpdateRequest
 from swarmlite.cli.main import main, parse_args
-from swarmlite.cli.node_cmds import node_demote, node_promote, node_rm, node_update, update_request
+from swarmlite.cli.node_cmds import (
+    node_demote,
+    node_ls,
+    node_promote,
+    node_rm,
+    node_update,
+    update_request,
+)
 from swarmlite.errors import SpecError
-from swarmlite.spec.objects import Node
+from swarmlite.spec.objects import Node, NodeStatus
 
 
 @pytest.fixture(autouse=True)
@@ -79,6 +86,10 @@ def test_node_commands_need_a_node(command: str, capsys: pytest.CaptureFixture[s
 # --- against a server ---------------------------------------------------------------
 
 NODE = Node(id="n1", hostname="h1", addr="10.0.0.1", api_port=4242)
+MANAGER = Node(
+    id="m1", hostname="h2", addr="10.0.0.2", api_port=4242, role="manager",
+    status=NodeStatus(state="ready"),
+)  # fmt: skip
 
 
 def _json(obj: object, status: int = 200) -> web.Response:
@@ -103,7 +114,20 @@ def _app(seen: list[tuple[str, str, bytes]]) -> web.Application:
         verb = request.path.rsplit("/", 1)[-1]
         return _json(NodeActionResult(node_id=node_id, hostname="h", message=f"{node_id} {verb}"))
 
+    async def nodes(request: web.Request) -> web.Response:
+        return _json([NODE, MANAGER, msgspec.structs.replace(MANAGER, id="m2", hostname="h3")])
+
+    async def info(request: web.Request) -> web.Response:
+        return _json(
+            ClusterInfo(
+                cluster_id="c1", node_id="m2", node_role="manager", leader=False,
+                store="ok", version="0.1.0", leader_id="m1",
+            )
+        )  # fmt: skip
+
     app = web.Application()
+    app.router.add_get("/v1/nodes", nodes)
+    app.router.add_get("/v1/info", info)
     app.router.add_post("/v1/nodes/{id}/update", update)
     app.router.add_delete("/v1/nodes/{id}", action)
     app.router.add_post("/v1/nodes/{id}/demote", action)
@@ -180,3 +204,18 @@ async def test_promote_prints_the_server_message(
 ) -> None:
     assert await node_promote(_args(["node", "promote", "w1"]), api) == 0
     assert capsys.readouterr().out == "w1 promote\n"
+
+
+async def test_ls_json_carries_the_manager_status_and_self_the_table_shows(
+    api: ApiClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # As docker node ls --format json ("ManagerStatus", "Self"): a script can find the
+    # leader and the local node without parsing the table.
+    assert await node_ls(_args(["node", "ls", "--format", "json"]), api) == 0
+    listed = msgspec.json.decode(capsys.readouterr().out)
+    assert [(n["id"], n["manager_status"], n["self"]) for n in listed] == [
+        ("n1", "", False),
+        ("m1", "Leader", False),
+        ("m2", "Reachable", True),
+    ]
+    assert listed[0]["hostname"] == "h1" and listed[0]["addr"] == "10.0.0.1"
