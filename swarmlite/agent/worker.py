@@ -330,12 +330,11 @@ class TaskRunner:
                 task.id, task_status(TaskState.REJECTED, "rejected", err=f"network {exc} unknown")
             )
             return
-        except RuntimeFailure as exc:
-            self._ready_networks.clear()  # the engine may have lost one: check again
-            state = TaskState.REJECTED if "not found" in str(exc) else TaskState.FAILED
-            self._report(task.id, task_status(state, state.label, err=str(exc)))
         except SwarmliteError as exc:
-            self._report(task.id, task_status(TaskState.FAILED, "failed", err=str(exc)))
+            self._ready_networks.clear()  # the engine may have lost one: check again
+            # As in Swarm: rejected before its container exists, failed once it does.
+            state = TaskState.FAILED if container_id else TaskState.REJECTED
+            self._report(task.id, task_status(state, state.label, err=str(exc)))
         else:
             return
         known = self._containers.get(task.id)

@@ -196,7 +196,7 @@ async def test_what_was_reported_of_a_task_no_longer_assigned_is_forgotten(
     task, reports = make_task(), Reports()
     engine.failing["create"] = 1  # the task ends without a container
     async with running(engine, task, reports) as runner:
-        await reports.wait_for("t1", TaskState.FAILED)
+        await reports.wait_for("t1", TaskState.REJECTED)
         assert "t1" in runner.statuses()
         runner.apply([], [], [])  # the manager no longer assigns it
         assert runner.statuses() == {}
@@ -263,3 +263,25 @@ async def test_a_running_task_whose_container_is_removed_fails_and_is_not_recrea
         await asyncio.sleep(0.1)
     assert "create" not in engine.calls and not engine.containers
     assert "container" in failed.err and "removed" in failed.err
+
+
+async def test_a_task_is_rejected_before_its_container_exists_and_failed_once_it_does() -> None:
+    # Swarm's rule (agent/exec): an error before the task starts rejects it, one from
+    # its start on fails it, whatever the words of the error.
+    class NoBinary(FakeEngine):
+        async def start(self, container_id: str) -> None:
+            self._call("start")
+            raise RuntimeFailure(
+                'start container c-t1: exec: "pythn": executable file not found in $PATH'
+            )
+
+    engine, reports = NoBinary(), Reports()
+    async with running(engine, make_task(), reports):
+        failed = await reports.wait_for("t1", TaskState.FAILED)
+    assert "executable file not found" in failed.err
+
+    engine, reports = FakeEngine(), Reports()
+    engine.failing["create"] = 1
+    async with running(engine, make_task(), reports):
+        rejected = await reports.wait_for("t1", TaskState.REJECTED)
+    assert rejected.err == "create: the engine failed"
