@@ -76,6 +76,9 @@ def find(state: ClusterState, kind: Kind, key: str) -> Versioned[Secret] | Versi
     prefixed = [v for v in items if v.value.id.startswith(key)]
     if len(prefixed) == 1:
         return prefixed[0]
+    if prefixed:
+        names = ", ".join(sorted(v.value.name for v in prefixed))
+        raise SpecError(f"{kind} {key} is ambiguous: it could be {names}; give the full name")
     raise NotFoundError(f"{kind} {key} not found (see 'swarmlite {kind} ls')")
 
 

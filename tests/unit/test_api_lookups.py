@@ -1,4 +1,4 @@
-"""How API handlers find the node or service a request names, served in-process."""
+"""How API handlers find the node or secret a request names, served in-process."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from swarmlite.api import server
+from swarmlite.api import secret_handlers, server
 from swarmlite.api.client import ApiClient
 from swarmlite.errors import NotFoundError, SpecError
-from swarmlite.spec.objects import Node
+from swarmlite.spec.objects import Node, Secret
 from tests.unit.api_harness import MemoryStore, context, serve
 
 NODES = (
@@ -43,3 +43,23 @@ async def test_node_inspect_refuses_an_ambiguous_prefix(api: ApiClient) -> None:
         await api.node("ab")
     with pytest.raises(NotFoundError, match="node zz not found"):
         await api.node("zz")
+
+
+SECRETS = (
+    Secret(id="ab12", name="db_pw", digest="d1", sealed="x"),
+    Secret(id="ab34", name="api_key", digest="d2", sealed="x"),
+)
+
+
+async def test_an_ambiguous_secret_id_prefix_is_refused_naming_the_candidates() -> None:
+    store = MemoryStore()
+    await store.seed(*SECRETS)
+    routes = [
+        ("GET", "/v1/secrets/{name}", secret_handlers._bind(secret_handlers.inspect, "secret"))
+    ]
+    async for api in serve(context(store), routes):
+        assert (await api.file_inspect("secret", "ab1")).name == "db_pw"
+        with pytest.raises(SpecError, match="secret ab is ambiguous: it could be api_key, db_pw"):
+            await api.file_inspect("secret", "ab")
+        with pytest.raises(NotFoundError, match="secret zz not found"):
+            await api.file_inspect("secret", "zz")
