@@ -281,6 +281,7 @@ class ContainerInfo(msgspec.Struct, frozen=True, kw_only=True):
     health: str  # none, starting, healthy, unhealthy
     addresses: dict[str, str]  # network name -> IPv4 address
     host_ports: dict[int, str] = {}  # container TCP port -> "ip:port" published on the host
+    stop_grace: float = 10.0  # its StopTimeout: the task's stop_grace_period (Docker's 10)
     started_at: float
     finished_at: float
     error: str
@@ -370,7 +371,8 @@ def parse_docker_time(value: str | None) -> float:
 
 def container_info(attrs: Mapping[str, Any]) -> ContainerInfo:
     state = attrs.get("State") or {}
-    labels = (attrs.get("Config") or {}).get("Labels") or {}
+    config = attrs.get("Config") or {}
+    labels = config.get("Labels") or {}
     status = str(state.get("Status") or "unknown")
     exit_code = state.get("ExitCode")
     try:
@@ -397,6 +399,7 @@ def container_info(attrs: Mapping[str, Any]) -> ContainerInfo:
         health=health_of(attrs),
         addresses=addresses,
         host_ports=host_ports,
+        stop_grace=float(10 if config.get("StopTimeout") is None else config["StopTimeout"]),
         started_at=parse_docker_time(state.get("StartedAt")),
         finished_at=parse_docker_time(state.get("FinishedAt")),
         error=str(state.get("Error") or ""),

@@ -403,7 +403,7 @@ class TaskRunner:
     async def _remove(self, container: ContainerInfo) -> None:
         try:
             if container.state == "running":
-                await self._runtime.stop(container.id, grace=10.0, signal=None)
+                await self._runtime.stop(container.id, grace=container.stop_grace, signal=None)
             await self._runtime.remove(container.id)
             log.info(
                 "removed container=%s of task=%s (no longer assigned)",

@@ -285,3 +285,25 @@ async def test_a_task_is_rejected_before_its_container_exists_and_failed_once_it
     async with running(engine, make_task(), reports):
         rejected = await reports.wait_for("t1", TaskState.REJECTED)
     assert rejected.err == "create: the engine failed"
+
+
+async def test_a_running_container_no_longer_assigned_stops_with_its_own_grace_period() -> None:
+    # A service removed while its node was down: back, the node removes the container
+    # itself, with the stop_grace_period it was created with (Docker's StopTimeout).
+    class Graces(FakeEngine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.graces: list[float] = []
+
+        async def stop(self, container_id: str, *, grace: float, signal: str | None) -> None:
+            self.graces.append(grace)
+            await super().stop(container_id, grace=grace, signal=signal)
+
+    engine, task = Graces(), make_task()
+    engine.containers["c-t1"] = msgspec.structs.replace(container(task, "running"), stop_grace=45.0)
+    async with running(engine, None, Reports()) as runner:
+        runner.apply([], [], [])
+        async with asyncio.timeout(5):
+            while engine.containers:
+                await asyncio.sleep(0.01)
+    assert engine.graces == [45.0]

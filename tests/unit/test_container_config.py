@@ -196,7 +196,8 @@ INSPECT: dict[str, Any] = {
             "swarmlite.slot": "2",
             "swarmlite.node": "n1",
             "swarmlite.spec-hash": "h789",
-        }
+        },
+        "StopTimeout": 45,
     },
     "NetworkSettings": {
         "Networks": {"shop_front": {"IPAddress": "10.213.4.7"}, "shop_back": {"IPAddress": ""}}
@@ -220,6 +221,7 @@ def test_container_info_from_inspect() -> None:
         "h789",
     )
     assert info.addresses == {"shop_front": "10.213.4.7"}
+    assert info.stop_grace == 45.0  # the task's stop_grace_period, for a stop without it
     assert info.finished_at - info.started_at == pytest.approx(2.75)
 
 
@@ -235,6 +237,8 @@ def test_running_container_has_no_exit_code_and_no_health() -> None:
     }
     info = container_info(attrs)
     assert (info.exit_code, info.health, info.finished_at) == (None, "none", 0.0)
+    no_timeout = {**attrs, "Config": {"Labels": {}}}
+    assert container_info(no_timeout).stop_grace == 10.0  # Docker's default
     assert health_of({}) == "none"
     assert container_addresses({}) == {}
 
