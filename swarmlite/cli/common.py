@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 import msgspec
 
 from swarmlite.api.client import ApiClient
+from swarmlite.errors import NotFoundError, SpecError
 
+T = TypeVar("T")
 Handler = Callable[[argparse.Namespace], int]
 AsyncHandler = Callable[[argparse.Namespace, ApiClient], Awaitable[int]]
 
@@ -75,3 +77,20 @@ def print_json(obj: Any) -> None:
 
 def warn(message: str) -> None:
     print(f"WARNING: {message}", file=sys.stderr)
+
+
+async def fetch_each(
+    names: Sequence[str], get: Callable[[str], Awaitable[T]]
+) -> tuple[list[T], bool]:
+    """What each name stands for, as ``docker inspect``: a name that is unknown or
+    ambiguous gets its ``Error:`` line and the others are still fetched (any other
+    error, such as an unreachable daemon, ends the command). Returns (found, any failed)."""
+    found: list[T] = []
+    failed = False
+    for name in names:
+        try:
+            found.append(await get(name))
+        except (NotFoundError, SpecError) as err:
+            print(f"Error: {err}", file=sys.stderr)
+            failed = True
+    return found, failed

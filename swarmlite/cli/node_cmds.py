@@ -11,7 +11,14 @@ import msgspec
 from swarmlite.api.client import ApiClient
 from swarmlite.api.models import NodeUpdateRequest
 from swarmlite.cli import tables
-from swarmlite.cli.common import add_command, add_format, add_group, api_command, print_json
+from swarmlite.cli.common import (
+    add_command,
+    add_format,
+    add_group,
+    api_command,
+    fetch_each,
+    print_json,
+)
 from swarmlite.cli.pretty import pretty_node
 from swarmlite.errors import SpecError, SwarmliteError
 
@@ -98,12 +105,13 @@ async def node_inspect(args: argparse.Namespace, api: ApiClient) -> int:
     if "self" in wanted:
         local_id = (await api.info()).node_id
         wanted = [local_id if name == "self" else name for name in wanted]
-    nodes = [await api.node(node_id) for node_id in wanted]
+    nodes, failed = await fetch_each(wanted, api.node)
     if args.pretty:
-        print("\n\n".join(pretty_node(n) for n in nodes))
-    else:
+        if nodes:
+            print("\n\n".join(pretty_node(n) for n in nodes))
+    elif nodes or not failed:
         print_json(nodes)
-    return 0
+    return 1 if failed else 0
 
 
 def update_request(args: argparse.Namespace) -> NodeUpdateRequest:

@@ -15,7 +15,14 @@ from pathlib import Path
 from swarmlite.api.client import ApiClient
 from swarmlite.api.secret_models import FileSummary
 from swarmlite.cli import tables
-from swarmlite.cli.common import add_command, add_format, add_group, api_command, print_json
+from swarmlite.cli.common import (
+    add_command,
+    add_format,
+    add_group,
+    api_command,
+    fetch_each,
+    print_json,
+)
 from swarmlite.errors import SpecError, SwarmliteError
 
 MAX_SIZE = 500 * 1024
@@ -135,7 +142,9 @@ async def file_ls(args: argparse.Namespace, api: ApiClient) -> int:
 
 
 async def file_inspect(args: argparse.Namespace, api: ApiClient) -> int:
-    found = [await api.file_inspect(args.kind, name) for name in args.names]
+    found, failed = await fetch_each(args.names, lambda name: api.file_inspect(args.kind, name))
+    if failed and not found:
+        return 1
     if args.kind == "config":
         # Configs are not secret: show their content as text when it is text.
         shown = []
@@ -148,7 +157,7 @@ async def file_inspect(args: argparse.Namespace, api: ApiClient) -> int:
         print_json(shown)
     else:
         print_json(found)
-    return 0
+    return 1 if failed else 0
 
 
 def _fields(f: FileSummary) -> dict[str, object]:

@@ -10,7 +10,14 @@ from collections.abc import Sequence
 from swarmlite.api.client import ApiClient
 from swarmlite.api.models import ServiceUpdateRequest
 from swarmlite.cli import tables
-from swarmlite.cli.common import add_command, add_format, add_group, api_command, print_json
+from swarmlite.cli.common import (
+    add_command,
+    add_format,
+    add_group,
+    api_command,
+    fetch_each,
+    print_json,
+)
 from swarmlite.cli.pretty import pretty_service
 from swarmlite.errors import SwarmliteError
 from swarmlite.spec.objects import Service, Task
@@ -130,12 +137,13 @@ async def ps_all_tasks(args: argparse.Namespace, api: ApiClient) -> int:
 
 
 async def service_inspect(args: argparse.Namespace, api: ApiClient) -> int:
-    services = [await api.service(name) for name in args.services]
+    services, failed = await fetch_each(args.services, api.service)
     if args.pretty:
-        print("\n\n".join(pretty_service(s) for s in services))
-    else:
+        if services:
+            print("\n\n".join(pretty_service(s) for s in services))
+    elif services or not failed:
         print_json(services)
-    return 0
+    return 1 if failed else 0
 
 
 async def service_scale(args: argparse.Namespace, api: ApiClient) -> int:
