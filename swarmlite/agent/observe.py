@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import time
+from collections.abc import Iterable, Mapping
 
 import msgspec
 
@@ -89,6 +90,18 @@ def decide(task: Task, container: ContainerInfo | None, reported: TaskStatus) ->
     if container is not None and container.state in ("running", "restarting", "paused"):
         return Action.STOP
     return Action.NONE if reported.state.terminal else Action.REPORT
+
+
+def relisted(
+    before: Mapping[str, ContainerInfo],
+    now: Mapping[str, ContainerInfo],
+    listed: Iterable[ContainerInfo],
+) -> dict[str, ContainerInfo]:
+    """Task id -> container after a fresh list of them. A container the runner recorded
+    while the list was made (in ``now``, not as ``before``) and the list lacks was
+    created after the list's snapshot: it is kept, not forgotten."""
+    fresh = {k: c for k, c in now.items() if before.get(k) is not c}
+    return {**fresh, **{c.task_id: c for c in listed if c.task_id}}
 
 
 def drain_waits(

@@ -32,6 +32,7 @@ from swarmlite.agent.observe import (
     drain_waits,
     gone_status,
     observed_status,
+    relisted,
     same_status,
     task_status,
 )
@@ -139,8 +140,8 @@ class TaskRunner:
         self._report_cb(task_id, status)
 
     async def _relist(self) -> None:
-        containers = await self._runtime.list_own()
-        self._containers = {c.task_id: c for c in containers if c.task_id}
+        before, listed = dict(self._containers), await self._runtime.list_own()
+        self._containers = relisted(before, self._containers, listed)
 
     async def _relist_until_done(self) -> None:
         """List our containers again, retrying while the engine fails: until it works,

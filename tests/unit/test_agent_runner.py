@@ -307,3 +307,31 @@ async def test_a_running_container_no_longer_assigned_stops_with_its_own_grace_p
             while engine.containers:
                 await asyncio.sleep(0.01)
     assert engine.graces == [45.0]
+
+
+async def test_a_container_started_while_a_resync_lists_containers_is_not_lost() -> None:
+    # The list is a snapshot from before the start: it must not erase the container the
+    # start recorded meanwhile (the task would be failed as "container removed").
+    class SlowList(FakeEngine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.gate = asyncio.Event()
+            self.listing = asyncio.Event()
+
+        async def list_own(self) -> list[ContainerInfo]:
+            snapshot = await super().list_own()
+            if len(self.calls) > 2:  # not the first list, at start
+                self.listing.set()
+                await self.gate.wait()
+            return snapshot
+
+    engine, reports = SlowList(), Reports()
+    async with running(engine, None, reports) as runner:
+        await engine.stream.put(RuntimeEvent(container_id="", task_id="", action="resync"))
+        await engine.listing.wait()
+        runner.apply([make_task()], [], [])
+        await reports.wait_for("t1", TaskState.RUNNING)
+        engine.gate.set()
+        await asyncio.sleep(0.2)
+        assert reports.last["t1"].state == TaskState.RUNNING, reports.last["t1"]
+        assert engine.calls.count("create") == 1
