@@ -212,11 +212,19 @@ async def service(request: web.Request) -> web.Response:
 
 
 async def remove_service(request: web.Request) -> web.Response:
+    """Compare-and-swap on the service's revision, re-read on a lost race: the leader
+    writes a service often (its update status), and the cache may lag a write."""
     ctx = _ctx(request)
-    found = find_service(ctx.cache.view(), request.match_info["name"])
-    revision = await ctx.store.commit([Delete(Service, found.value.id, found.revision)])
-    await _fresh(ctx, revision)
-    return _json(RemoveResult(removed=(found.value.name,)))
+    for _ in range(5):
+        found = find_service(ctx.cache.view(), request.match_info["name"])
+        try:
+            revision = await ctx.store.commit([Delete(Service, found.value.id, found.revision)])
+        except ConflictError:
+            await ctx.cache.wait_changed(ctx.cache.version, timeout=0.5)
+            continue
+        await _fresh(ctx, revision)
+        return _json(RemoveResult(removed=(found.value.name,)))
+    raise ConflictError("the service kept changing; try again")
 
 
 async def scale(request: web.Request) -> web.Response:

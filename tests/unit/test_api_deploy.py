@@ -1,13 +1,18 @@
-"""POST /v1/stacks/{stack}/deploy from a client that skipped the compose loader: a
-malformed stack is refused with 400 and nothing is written."""
+"""Deploying and removing through the API: a malformed stack from a client that skipped
+the compose loader is refused with 400 and nothing is written; a removal retries a
+lost compare-and-swap."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import msgspec
 import pytest
 
-from swarmlite.api import stack_handlers
+from swarmlite.api import server, stack_handlers
 from swarmlite.errors import SpecError
 from swarmlite.spec.service import NetworkSpec, ServiceSpec, StackSpec
+from swarmlite.store.store import Delete, Put
 from tests.unit.api_harness import MemoryStore, context, serve
 
 ROUTES = [("POST", "/v1/stacks/{stack}/deploy", stack_handlers.deploy)]
@@ -44,3 +49,28 @@ async def test_a_malformed_stack_is_refused_and_nothing_written(
         with pytest.raises(SpecError, match=message):
             await api.deploy(spec)
     assert store.commits == 0
+
+
+class RacedStore(MemoryStore):
+    """Another writer (the orchestrator recording update progress) rewrites a service
+    just before the first delete of it lands, as a busy cluster does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.raced = False
+
+    async def commit(self, ops: Sequence[Put | Delete]) -> int:
+        if not self.raced and any(isinstance(op, Delete) for op in ops):
+            self.raced = True
+            for v in list(self.cache.view().services.values()):
+                await super().commit([Put(msgspec.structs.replace(v.value, version=9), v.revision)])
+        return await super().commit(ops)
+
+
+async def test_service_rm_retries_when_the_service_changed_meanwhile() -> None:
+    store = RacedStore()
+    routes = [*ROUTES, ("DELETE", "/v1/services/{name}", server.remove_service)]
+    async for api in serve(context(store), routes):
+        await api.deploy(stack("shop", "web"))
+        assert (await api.remove_service("web")).removed == ("shop_web",)
+    assert store.raced and not store.cache.view().services
