@@ -35,9 +35,7 @@ def observed_status(task: Task, container: ContainerInfo, now: float | None = No
         message="starting",
     )
     if container.state == "running":
-        # The image's own HEALTHCHECK counts too: Swarm reads the container's config.
-        unchecked = container.health == "none" and not task.spec.has_healthcheck
-        if unchecked or container.health == "healthy":
+        if not task.spec.has_healthcheck or container.health == "healthy":
             return msgspec.structs.replace(base, state=TaskState.RUNNING, message="running")
         if container.health == "unhealthy":
             return msgspec.structs.replace(

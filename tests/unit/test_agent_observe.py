@@ -3,34 +3,11 @@
 from __future__ import annotations
 
 import msgspec
-import pytest
 
 from swarmlite.agent.observe import observed_status
 from swarmlite.spec.objects import TaskState
 from swarmlite.spec.service import HealthCheck
 from tests.unit.test_agent_runner import container, make_task
-
-
-@pytest.mark.parametrize(
-    ("health", "state"),
-    [
-        ("starting", TaskState.STARTING),
-        ("healthy", TaskState.RUNNING),
-        ("unhealthy", TaskState.FAILED),
-    ],
-)
-def test_the_images_own_healthcheck_counts_when_the_service_sets_none(
-    health: str, state: TaskState
-) -> None:
-    # No ``healthcheck:`` in the compose file, a HEALTHCHECK in the image: Swarm waits
-    # for it (it reads the container's merged config), so a task is running once healthy.
-    task = make_task()
-    assert task.spec.healthcheck is None
-    seen = msgspec.structs.replace(container(task, "running"), health=health)
-    status = observed_status(task, seen)
-    assert status.state == state
-    if state == TaskState.FAILED:
-        assert status.err == "task: unhealthy container"
 
 
 def test_a_container_without_a_healthcheck_runs_at_once() -> None:
