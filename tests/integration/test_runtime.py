@@ -458,3 +458,34 @@ async def test_runner_starts_a_container_left_created_under_the_same_id(
         await runner.stop()
     assert reports[task.id].state == TaskState.RUNNING and reports[task.id].container_id == cid
     assert [c.id for c in await runtime.list_own()] == [cid]
+
+
+async def test_runner_fails_a_task_whose_container_is_removed_and_makes_no_other(
+    runtime: DockerRuntime, node_id: str, unique: str, busybox_image: str
+) -> None:
+    # ``docker rm -f`` of a replica: the task fails, as in Swarm; no second container.
+    from swarmlite.agent.worker import TaskRunner
+    from swarmlite.spec.objects import TaskState, TaskStatus
+
+    task = make_task(f"rtr{unique}", busybox_image, "exec sleep 60", networks=())
+    task = msgspec.structs.replace(task, node_id=node_id)
+    reports: dict[str, TaskStatus] = {}
+    runner = TaskRunner(runtime, node_id, lambda tid, st: reports.__setitem__(tid, st))
+
+    async def reported(state: TaskState) -> TaskStatus:
+        async with asyncio.timeout(20):
+            while (got := reports.get(task.id)) is None or got.state < state:
+                await asyncio.sleep(0.05)
+        return got
+
+    await runner.start()
+    try:
+        runner.apply([task], [], [])
+        cid = (await reported(TaskState.RUNNING)).container_id
+        subprocess.run(["docker", "rm", "-f", cid], check=True, capture_output=True)
+        failed = await reported(TaskState.FAILED)
+        await asyncio.sleep(1.0)  # a second container would be made by now
+    finally:
+        await runner.stop()
+    assert failed.state == TaskState.FAILED, failed
+    assert await runtime.list_own() == []
