@@ -73,6 +73,12 @@ async def serve(ctx: ApiContext, routes: Sequence[Route]) -> AsyncIterator[ApiCl
     app[CTX] = ctx
     for method, path, handler in routes:
         app.router.add_route(method, path, handler)
+    async for api in serve_app(app):
+        yield api
+
+
+async def serve_app(app: web.Application) -> AsyncIterator[ApiClient]:
+    """An ApiClient of ``app`` served on a free loopback port, cleaned up after."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     runner = web.AppRunner(app)
@@ -85,4 +91,4 @@ async def serve(ctx: ApiContext, routes: Sequence[Route]) -> AsyncIterator[ApiCl
         await runner.cleanup()
 
 
-__all__ = ["MemoryStore", "context", "serve"]
+__all__ = ["MemoryStore", "context", "serve", "serve_app"]

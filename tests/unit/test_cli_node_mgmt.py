@@ -4,7 +4,6 @@ against a tiny real aiohttp server (plain HTTP, no mocks)."""
 from __future__ import annotations
 
 import argparse
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from swarmlite.cli.node_cmds import (
 )
 from swarmlite.errors import SpecError
 from swarmlite.spec.objects import Node, NodeStatus
+from tests.unit.api_harness import serve_app
 
 
 @pytest.fixture(autouse=True)
@@ -142,16 +142,8 @@ def seen() -> list[tuple[str, str, bytes]]:
 
 @pytest.fixture
 async def api(seen: list[tuple[str, str, bytes]]) -> AsyncIterator[ApiClient]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    runner = web.AppRunner(_app(seen))
-    await runner.setup()
-    await web.SockSite(runner, sock).start()
-    try:
-        async with ApiClient(f"http://127.0.0.1:{sock.getsockname()[1]}", None, 5) as client:
-            yield client
-    finally:
-        await runner.cleanup()
+    async for client in serve_app(_app(seen)):
+        yield client
 
 
 def _args(argv: list[str]) -> argparse.Namespace:
