@@ -140,7 +140,9 @@ class FileRef(Frozen, frozen=True):
     target: str  # absolute path in the container
     uid: str = "0"
     gid: str = "0"
-    mode: int = 0o400
+    # World-readable, as Swarm and the Compose spec: the file is visible only inside this
+    # task's own container, whose process may not run as root (``user: 1000``).
+    mode: int = 0o444
     digest: str = ""
 
 

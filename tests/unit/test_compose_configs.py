@@ -48,7 +48,9 @@ def test_short_and_long_syntax_with_defaults(tmp_path: Path) -> None:
     )
     web = stack.services[0]
     assert web.secrets == (
-        FileRef(source="token", name="st_token", target="/run/secrets/token", mode=0o400),
+        # World-readable by default, as Swarm and the Compose spec: a service with a
+        # non-root ``user:`` must be able to read its own secret.
+        FileRef(source="token", name="st_token", target="/run/secrets/token", mode=0o444),
         FileRef(
             source="token", name="st_token", target="/etc/tok", uid="100", gid="101", mode=0o440
         ),

@@ -206,6 +206,28 @@ def test_task_files_are_written_with_mode_and_mounted_read_only(tmp_path: Path) 
     assert not secret_path.exists()
 
 
+def test_a_secret_without_a_mode_is_readable_by_a_non_root_container_user(
+    tmp_path: Path,
+) -> None:
+    """Owned by root (uid 0), as Swarm: mode 0400 kept a ``user: 1000`` service from
+    its own secret ("Permission denied"); 0444, as Swarm and the Compose spec, lets it.
+    An explicit mode is kept."""
+    files = TaskFiles("node1234567890", base=tmp_path)
+    spec = web(
+        secrets=(
+            FileRef(source="pw", name="st_pw", target="/run/secrets/pw"),
+            FileRef(source="pw", name="st_pw", target="/run/secrets/pw2", mode=0o400),
+        ),
+        configs=(),
+    )
+    task = _task("t1", "n1", spec, TaskState.RUNNING)
+    files.update([task], [FileData(name="st_pw", digest="d", data=b64(PLAIN))], [])
+    default, explicit = (Path(m["Source"]) for m in asyncio.run(files.mounts_for(task)))
+    assert spec.secrets[0].uid == "0"
+    assert stat.S_IMODE(os.stat(default).st_mode) == 0o444  # others may read
+    assert stat.S_IMODE(os.stat(explicit).st_mode) == 0o400
+
+
 def test_task_files_use_only_private_directories(tmp_path: Path) -> None:
     """Under /dev/shm anyone may create entries first: a planted symlink (or a
     directory of another user) is refused, and the sweep does not follow it."""

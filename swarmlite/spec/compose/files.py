@@ -6,8 +6,10 @@ StackSpec to the API over mutual TLS. A stack's own entries are stored as
 ``STACK_NAME`` (or their ``name:``); ``external`` ones must already exist.
 
 A service uses them in short (``- token``) or long syntax (``source``, ``target``,
-``uid``, ``gid``, ``mode``). Secrets mount at ``/run/secrets/NAME`` mode 0400 by
-default, configs at ``/NAME`` mode 0444. ``mode`` is octal: YAML 1.2 reads
+``uid``, ``gid``, ``mode``). Secrets mount at ``/run/secrets/NAME``, configs at
+``/NAME``, both mode 0444 (as Swarm and the Compose spec: a non-root ``user:`` must
+be able to read them; the file is seen only in that task's container; give ``mode``
+to narrow it, e.g. 0400 with ``uid``). ``mode`` is octal: YAML 1.2 reads
 ``0440`` as the integer 440, so an integer whose digits are all 0-7 is taken as
 octal digits; a string (``"0440"``) is always octal.
 
@@ -184,7 +186,6 @@ def _ref(r: Reader, defs: FileDefs, item: object, pos: Pos) -> FileRef | None:
         source=source,
         name=defs.names[source],
         target=default_target,
-        mode=0o400 if defs.kind == "secrets" else 0o444,
     )
     if sub is None:
         return ref
