@@ -313,9 +313,7 @@ class Dispatcher:
                 if not current.value.status.advanced(update.status):
                     break
                 try:
-                    await self._store.update(
-                        current, msgspec.structs.replace(current.value, status=update.status)
-                    )
+                    await self._store.update(current, current.value.reported(update.status))
                     applied += 1
                     break
                 except ConflictError:

@@ -4,7 +4,9 @@
 tasks alone, whether the update in progress has failed and what to do about it:
 
 - a *failure* is a task of the current spec version, created since the update
-  started, that ended on its own (failed, rejected, or exited), or that reached
+  started, that ended on its own (failed, rejected, or exited) before it ever ran or
+  within ``monitor`` of when it first ran (``Task.running_at``; a later end is the
+  restart policy's business, not the update's, as in Swarm), or that reached
   STARTING and is still not RUNNING (healthy) ``monitor`` seconds after its last report
   (plus, with a healthcheck, the time its first check needs: start_period + interval +
   timeout; else a 30 s default interval would fail every update with the 5 s monitor);
@@ -88,6 +90,8 @@ def update_failures(
         if not started_in_update(service, task) or task.spec_version != service.version:
             continue
         status = task.status
+        if status.state.terminal and not _within_monitor(task, monitor):
+            continue
         if status.state in (TaskState.FAILED, TaskState.REJECTED):
             why = status.err or status.message or status.state.label
             failures.append(
@@ -115,6 +119,11 @@ def update_failures(
                 deadline = due if deadline is None else min(deadline, due)
     failures.sort(key=lambda f: f.at)
     return failures, deadline
+
+
+def _within_monitor(task: Task, monitor: float) -> bool:
+    """Whether an ended task ended before it ever ran or within ``monitor`` of that."""
+    return not task.running_at or task.status.timestamp - task.running_at <= monitor
 
 
 def _first_check(task: Task) -> float:

@@ -84,10 +84,21 @@ class Task(Frozen, frozen=True):
     # one), at most max_attempts of them, for a restart_policy window. Carried from task
     # to task of a slot, as ``attempt`` is: the pruned history cannot count them.
     restart_times: tuple[float, ...] = ()
+    # When the agent first reported the task running (its clock; 0: never): the status
+    # moves on when the task ends, and the updater's monitor window counts from here.
+    running_at: float = 0.0
 
     @property
     def name(self) -> str:
         return task_name(self.service_name, self.slot, self.node_id)
+
+    def reported(self, status: TaskStatus) -> Task:
+        """This task with an agent's report applied; the first running one stamps
+        ``running_at``."""
+        running_at = self.running_at
+        if status.state == TaskState.RUNNING and not running_at:
+            running_at = status.timestamp
+        return msgspec.structs.replace(self, status=status, running_at=running_at)
 
     @property
     def routable(self) -> bool:

@@ -13,12 +13,18 @@ import msgspec
 
 from swarmlite.manager.reconcile import reconcile
 from swarmlite.manager.updater import begin_rollback, begin_update, update_failures
-from swarmlite.spec.objects import TaskState, TaskStatus, UpdateStatus
+from swarmlite.spec.objects import Task, TaskState, TaskStatus, UpdateStatus
 from swarmlite.spec.service import HealthCheck, RestartPolicy, UpdateConfig
-from tests.unit.test_reconcile import NAME, NODES, T0, Sim, service, spec, task, with_status
+from tests.unit.test_reconcile import NAME, NODES, T0, Sim, service, spec, task
+from tests.unit.test_reconcile import with_status as _with_status
 
 S = TaskState
 MISSING = "image not found: nginx:nope"
+
+
+def with_status(t: Task, state: TaskState, at: float, err: str = "") -> Task:
+    """A report applied as the dispatcher applies it (stamping ``running_at``)."""
+    return t.reported(_with_status(t, state, at, err).status)
 
 
 class UpdateSim(Sim):
@@ -49,7 +55,7 @@ class UpdateSim(Sim):
                     exit_code=1,
                     timestamp=self.now,
                 )
-                self.tasks[t.id] = msgspec.structs.replace(t, status=status)
+                self.tasks[t.id] = t.reported(status)
 
     def state(self) -> str:
         return self.service.update_status.state
