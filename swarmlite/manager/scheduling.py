@@ -20,6 +20,7 @@ from swarmlite.errors import StoreUnavailableError
 from swarmlite.manager.dependencies import blocked
 from swarmlite.manager.orchestrator import COALESCE
 from swarmlite.manager.scheduler import schedule
+from swarmlite.manager.scheduler.nodeinfo import holds_node
 from swarmlite.manager.scheduler.pipeline import mounted_volumes
 from swarmlite.spec.objects import Task, TaskState
 from swarmlite.store.cache import ClusterState, StateCache
@@ -64,13 +65,11 @@ class SchedulerLoop(BackgroundLoop):
         revisions = {}
         for vt in state.tasks.values():
             task = vt.value
-            if task.desired_state != TaskState.RUNNING or task.status.state.terminal:
-                continue
-            if task.status.state <= TaskState.PENDING:
+            if holds_node(task):
+                assigned.append(task)  # stopping ones too: they hold their ports until stopped
+            elif task.desired_state == TaskState.RUNNING and task.status.state <= TaskState.PENDING:
                 pending.append(task)
                 revisions[task.id] = vt.revision
-            elif task.node_id:
-                assigned.append(task)
         if not pending:
             return ""
         now = self._clock()

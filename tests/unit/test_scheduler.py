@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from types import MappingProxyType
 
 import msgspec
 
 from swarmlite.manager.scheduler import SchedulePlan, Unplaced, schedule
-from swarmlite.manager.scheduling import _volume_pins
-from swarmlite.spec.objects import Node, Volume
+from swarmlite.manager.scheduling import SchedulerLoop, _volume_pins
+from swarmlite.spec.objects import Node, Task, TaskState, TaskStatus, Volume
 from swarmlite.spec.service import Mount
-from swarmlite.store.cache import ClusterState
-from swarmlite.store.store import Versioned
-from tests.unit.test_scheduler_fakes import GIB, node, running, spec, task, tasks, volume
+from swarmlite.store.cache import ClusterState, StateCache
+from swarmlite.store.store import Delete, Put, Store, Versioned
+from tests.unit.test_scheduler_fakes import (
+    GIB,
+    node,
+    running,
+    spec,
+    stopping,
+    task,
+    tasks,
+    volume,
+)
 
 
 def per_node(plan: SchedulePlan) -> dict[str, int]:
@@ -328,3 +338,63 @@ def test_the_pass_records_where_each_new_volume_now_lives() -> None:
         (put,) = _volume_pins(state, [(agent, "n3"), *placed])
         assert isinstance(put.obj, Volume) and put.expect == 4
         assert (put.obj.name, put.obj.node_id) == ("shop_data", placed[0][1])
+
+
+def test_a_task_still_stopping_holds_its_host_port_until_it_has_stopped() -> None:
+    # Scaled down then up at once: the new task went to the node where the old one
+    # still held the port, failed to start once, and healed through its restart policy.
+    proxy = spec("proxy", host_ports=(8080,))
+    plan = schedule(tasks(proxy, 1, start=2), THREE[:2], [stopping(proxy, 1, "n1")])
+    assert where(plan) == {"proxy.2.v1": "n2"}
+    plan = schedule(tasks(proxy, 1, start=2), THREE[:1], [stopping(proxy, 1, "n1")])
+    assert reasons(plan) == {"no suitable node: host port 8080/tcp in use on 1 node"}
+
+
+def test_a_task_still_stopping_holds_its_reservations() -> None:
+    db = spec("db", memory=3 * GIB, cpus=3)
+    plan = schedule(tasks(db, 1, start=2), [node("n1", memory=4 * GIB)], [stopping(db, 1, "n1")])
+    assert reasons(plan) == {"no suitable node: insufficient cpu on 1 node"}
+
+
+def test_a_task_still_stopping_counts_neither_for_spread_nor_max_replicas() -> None:
+    # As in Swarm: it is on its way out, so only the resources it holds count. A
+    # volume living on its node keeps pinning the service there (a volume is shared).
+    s = spec("db", max_per_node=1, volumes=("data",))
+    plan = schedule(tasks(s, 1, start=2), THREE, [stopping(s, 1, "n1")], [volume("data", "n1")])
+    assert where(plan) == {"db.2.v1": "n1"}
+    web = spec("web")
+    plan = schedule(
+        tasks(web, 1, start=3), THREE[:2], [stopping(web, 1, "n2"), running(web, 2, "n1")]
+    )
+    assert where(plan) == {"web.3.v1": "n2"}
+
+
+class _Recorder(Store):
+    def __init__(self) -> None:
+        self.ops: list[Put | Delete] = []
+
+    async def commit(self, ops: Sequence[Put | Delete]) -> int:
+        self.ops.extend(ops)
+        return 1
+
+
+async def test_the_scheduler_loop_waits_for_a_stopping_task_to_free_its_host_port() -> None:
+    proxy = spec("proxy", host_ports=(8080,))
+    old, new = stopping(proxy, 1, "n1"), task(proxy, 2)
+    store = _Recorder()
+    loop = SchedulerLoop(store, StateCache(store), clock=lambda: 100.0)
+
+    def state(*items: Task | Node) -> ClusterState:
+        nodes = {n.id: Versioned(n, 1) for n in items if isinstance(n, Node)}
+        found = {t.id: Versioned(t, 1) for t in items if isinstance(t, Task)}
+        return ClusterState(nodes=MappingProxyType(nodes), tasks=MappingProxyType(found))
+
+    decision = await loop.pass_once(state(node("n1"), old, new))
+    assert decision == "placed 0 tasks on 0 nodes, 1 pending: " + (
+        "no suitable node: host port 8080/tcp in use on 1 node"
+    )
+    stopped = msgspec.structs.replace(old, status=TaskStatus(state=TaskState.SHUTDOWN))
+    assert await loop.pass_once(state(node("n1"), stopped, new)) == "placed 1 task on 1 node"
+    (put,) = store.ops[-1:]
+    placed = put.obj if isinstance(put, Put) else None
+    assert isinstance(placed, Task) and (placed.id, placed.node_id) == (new.id, "n1")

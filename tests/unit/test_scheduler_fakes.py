@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from swarmlite.spec.objects import (
     Availability,
     Node,
@@ -112,6 +114,12 @@ def tasks(service: ServiceSpec, count: int, *, start: int = 1) -> list[Task]:
 
 def running(service: ServiceSpec, slot: int, node_id: str) -> Task:
     return task(service, slot, node_id=node_id, state=TaskState.RUNNING)
+
+
+def stopping(service: ServiceSpec, slot: int, node_id: str) -> Task:
+    """A task told to shut down (scaled down, replaced) that its node still runs."""
+    t = running(service, slot, node_id)
+    return msgspec.structs.replace(t, id=t.id + ".old", desired_state=TaskState.SHUTDOWN)
 
 
 def volume(name: str, node_id: str = "") -> Volume:

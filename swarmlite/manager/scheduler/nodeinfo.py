@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from swarmlite.spec.objects import Node, Task
+from swarmlite.spec.objects import Node, Task, TaskState
 
 NANO = 1_000_000_000
 
@@ -39,7 +39,8 @@ def task_host_ports(task: Task) -> tuple[HostPort, ...]:
 
 
 class NodeInfo:
-    """A node and the running-or-about-to-run tasks the scheduler accounts on it."""
+    """A node and the tasks the scheduler accounts on it: running, about to run, or
+    still stopping."""
 
     __slots__ = (
         "by_service",
@@ -63,9 +64,12 @@ class NodeInfo:
         self.host_ports: set[HostPort] = set()
 
     def add(self, task: Task) -> None:
-        """Account ``task`` as running here."""
-        self.total_tasks += 1
-        self.by_service[task.service_id] = self.by_service.get(task.service_id, 0) + 1
+        """Account ``task`` as running here. A task still stopping (desired past
+        running) holds its reservations and host ports until it has stopped, as in
+        Swarm, but no longer counts for spread or max_replicas_per_node."""
+        if task.desired_state <= TaskState.RUNNING:
+            self.total_tasks += 1
+            self.by_service[task.service_id] = self.by_service.get(task.service_id, 0) + 1
         self.free_nano_cpus -= task_nano_cpus(task)
         self.free_memory -= task_memory(task)
         self.host_ports.update(task_host_ports(task))
@@ -75,6 +79,12 @@ class NodeInfo:
 
     def __repr__(self) -> str:
         return f"NodeInfo({self.id!r}, tasks={self.total_tasks})"
+
+
+def holds_node(task: Task) -> bool:
+    """``task`` holds resources on its node: placed there and not stopped yet, whatever
+    its desired state (a task being shut down still runs until the agent says so)."""
+    return bool(task.node_id) and TaskState.ASSIGNED <= task.status.state <= TaskState.RUNNING
 
 
 def build_node_infos(nodes: Iterable[Node], assigned: Iterable[Task]) -> dict[str, NodeInfo]:
