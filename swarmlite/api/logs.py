@@ -5,26 +5,42 @@ mutual TLS, to managers only), each line prefixed with its task's name. The mana
 the CLI asks reads its own node's containers directly and every other node holding
 tasks of the service through that endpoint, and interleaves the lines as they come.
 A node that cannot be read adds one line saying so; the other nodes' lines still come.
+
+Followed (``-f``), new tasks are followed too, as Docker's ``service logs -f`` does:
+each node watches its engine's events and streams every container of the service
+that starts there (a replaced replica, a scale-up), from its first line; the manager
+watches the service's tasks in its state cache and opens a node that comes to hold
+one. Each container is streamed once by its own node, and each node is opened once,
+so no line comes twice. A followed stream ends when the CLI disconnects, or once the
+service is removed and its tasks have stopped.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, Callable, Iterable
 
 from aiohttp import web
 
+from swarmlite.agent.containers import ContainerInfo
+from swarmlite.agent.docker_streams import RESYNC, EventSubscription
 from swarmlite.agent.runtime import DockerRuntime
 from swarmlite.api.client import ApiClient
 from swarmlite.api.context import _ctx, find_service
 from swarmlite.errors import SwarmliteError
 from swarmlite.security.ca import Role
 from swarmlite.spec.objects import Node, task_name
+from swarmlite.store.cache import ClusterState, StateCache
 
 NODE_LOGS_PREFIX = "/v1/node/"
 NODE_LOGS_ROLES: tuple[Role, ...] = ("manager",)  # who may read a node's part
 RUNTIME = web.AppKey("runtime", DockerRuntime)
+
+Lines = AsyncGenerator[bytes, None]
+# A node's part, given the tail to ask for (None: every line).
+RemoteOpener = Callable[[Node, int | None], Lines]
 
 
 def _options(request: web.Request) -> tuple[bool, int | None]:
@@ -35,29 +51,63 @@ def _options(request: web.Request) -> tuple[bool, int | None]:
 
 async def local_lines(
     runtime: DockerRuntime, service_id: str, *, follow: bool, tail: int | None
-) -> AsyncIterator[bytes]:
+) -> Lines:
     """This node's containers of ``service_id``, line by line, as ``task | line``; an
-    engine that cannot list them gives one line saying so (as an unreachable node does)."""
+    engine that cannot list them gives one line saying so (as an unreachable node does).
+    Followed, a container of the service that starts later is streamed from its start."""
+    events: EventSubscription | None = None
     try:
-        mine = await runtime.list_own(service_id)
-    except SwarmliteError as exc:
-        why = f"swarmlite: could not read this node's logs: {exc}"
-        yield f"{runtime.node_id[:12]} | {why}\n".encode()
-        return
-    streams = [
-        _prefixed(runtime, c.id, task_name(c.service_name, c.slot, c.node_id), follow, tail)
-        for c in mine
-    ]
-    async for line in _merged(streams):
-        yield line
+        try:
+            # Subscribed before listing: a container starting meanwhile is in one or both.
+            events = runtime.events() if follow else None
+            mine = await runtime.list_own(service_id)
+        except SwarmliteError as exc:
+            why = f"swarmlite: could not read this node's logs: {exc}"
+            yield f"{runtime.node_id[:12]} | {why}\n".encode()
+            return
+        seen = {c.id for c in mine}
+        streams: list[Lines] = [_prefixed(runtime, c, follow, tail) for c in mine]
+        source = _started(runtime, service_id, events, seen) if events is not None else None
+        async with contextlib.aclosing(_merged(streams, source)) as lines:
+            async for line in lines:
+                yield line
+    finally:
+        if events is not None:
+            await events.aclose()
+
+
+async def _started(
+    runtime: DockerRuntime, service_id: str, events: EventSubscription, seen: set[str]
+) -> AsyncGenerator[Lines, None]:
+    """A followed stream, from its first line, of every container of ``service_id`` that
+    starts on this node after ``seen`` were listed (and is not one of them)."""
+    async for event in events:
+        if event.action == RESYNC:  # events may have been missed: list again
+            try:
+                found = await runtime.list_own(service_id)
+            except SwarmliteError:
+                continue
+        elif event.action == "start" and event.container_id not in seen:
+            try:
+                info = await runtime.inspect(event.container_id)
+            except SwarmliteError:
+                continue
+            found = [info] if info is not None and info.service_id == service_id else []
+        else:
+            continue
+        for container in found:
+            if container.id not in seen:
+                seen.add(container.id)
+                yield _prefixed(runtime, container, True, None)
 
 
 async def _prefixed(
-    runtime: DockerRuntime, container_id: str, task: str, follow: bool, tail: int | None
-) -> AsyncIterator[bytes]:
+    runtime: DockerRuntime, container: ContainerInfo, follow: bool, tail: int | None
+) -> Lines:
+    task = task_name(container.service_name, container.slot, container.node_id)
     prefix = f"{task} | ".encode()
     try:
-        async for line in runtime.logs(container_id, follow=follow, tail=tail):
+        async for line in runtime.logs(container.id, follow=follow, tail=tail):
             yield prefix + line.rstrip(b"\n") + b"\n"
     except SwarmliteError:
         return  # the container went away meanwhile: its lines end here
@@ -65,7 +115,7 @@ async def _prefixed(
 
 async def _remote_lines(
     node: Node, service_id: str, tls: ssl.SSLContext, follow: bool, tail: int | None
-) -> AsyncIterator[bytes]:
+) -> Lines:
     api = ApiClient(f"https://{node.addr}:{node.api_port}", tls)
     try:
         async for line in api.node_logs(service_id, follow=follow, tail=tail):
@@ -76,36 +126,107 @@ async def _remote_lines(
         await api.close()
 
 
-async def _merged(streams: list[AsyncIterator[bytes]]) -> AsyncIterator[bytes]:
-    """The items of all ``streams`` as they come; ends when all have ended."""
+def holders(state: ClusterState, service_id: str) -> set[str]:
+    """The nodes holding a container of one of the service's tasks."""
+    return {t.node_id for t in state.tasks_of(service_id) if t.node_id and t.status.container_id}
+
+
+async def node_parts(
+    cache: StateCache,
+    service_id: str,
+    here: Lines,
+    here_id: str,
+    remote: RemoteOpener,
+    *,
+    follow: bool,
+    tail: int | None,
+) -> AsyncGenerator[Lines, None]:
+    """This node's part (``here``), then every other node's holding tasks of the
+    service; followed, also each node that comes to hold one later (asked for all its
+    lines: they are all new), until the service is removed and its tasks are gone
+    (they are deleted once stopped)."""
+    yield here
+    opened = {here_id}
+    version = cache.version
+    state = cache.view()
+    later_tail = tail
+    while True:
+        for node_id in sorted(holders(state, service_id) - opened):
+            node = state.nodes.get(node_id)
+            if node is not None:
+                opened.add(node_id)
+                yield remote(node.value, later_tail)
+        if not follow:
+            return
+        later_tail = None
+        version = await cache.wait_changed(version)
+        state = cache.view()
+        if service_id not in state.services and not state.tasks_of(service_id):
+            return
+
+
+async def _merged(
+    streams: Iterable[Lines],
+    more: AsyncGenerator[Lines, None] | None = None,
+    *,
+    last: bool = False,
+) -> Lines:
+    """The items of all ``streams``, and of those ``more`` yields later, as they come;
+    ends when all have ended (``more`` too), or with ``last`` as soon as ``more`` has.
+    Closing it closes every stream."""
     queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=1000)
 
-    async def pump(stream: AsyncIterator[bytes]) -> None:
+    async def pump(stream: Lines) -> None:
         try:
-            async for item in stream:
-                await queue.put(item)
+            async with contextlib.aclosing(stream):
+                async for item in stream:
+                    await queue.put(item)
         finally:
             await queue.put(None)
 
-    pumps = [asyncio.create_task(pump(s)) for s in streams]
-    open_pumps = len(pumps)
+    pumps: list[asyncio.Task[None]] = []
+    open_count = 0
+
+    def start(stream: Lines) -> None:
+        nonlocal open_count
+        open_count += 1
+        pumps.append(asyncio.create_task(pump(stream)))
+
+    async def feed(source: AsyncGenerator[Lines, None]) -> None:
+        nonlocal open_count
+        try:
+            async with contextlib.aclosing(source):
+                async for stream in source:
+                    start(stream)
+        finally:
+            if last:
+                open_count = 1  # its end below ends the merge
+            await queue.put(None)
+
+    for stream in streams:
+        start(stream)
+    if more is not None:
+        open_count += 1
+        pumps.append(asyncio.create_task(feed(more)))
     try:
-        while open_pumps:
+        while open_count:
             item = await queue.get()
             if item is None:
-                open_pumps -= 1
+                open_count -= 1
                 continue
             yield item
     finally:
         for p in pumps:
             p.cancel()
+        await asyncio.gather(*pumps, return_exceptions=True)
 
 
-async def _respond(request: web.Request, lines: AsyncIterator[bytes]) -> web.StreamResponse:
+async def _respond(request: web.Request, lines: Lines) -> web.StreamResponse:
     resp = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
     await resp.prepare(request)
-    async for line in lines:
-        await resp.write(line)
+    async with contextlib.aclosing(lines):
+        async for line in lines:
+            await resp.write(line)
     await resp.write_eof()
     return resp
 
@@ -121,16 +242,21 @@ async def node_logs(request: web.Request) -> web.StreamResponse:
 async def service_logs(request: web.Request) -> web.StreamResponse:
     """Every node's part of a service's logs, interleaved."""
     ctx = _ctx(request)
-    state = ctx.cache.view()
-    found = find_service(state, request.match_info["name"]).value
+    found = find_service(ctx.cache.view(), request.match_info["name"]).value
     follow, tail = _options(request)
-    streams = [local_lines(ctx.runtime, found.id, follow=follow, tail=tail)]
-    holders = {t.node_id for t in state.tasks_of(found.id) if t.status.container_id}
-    for node_id in sorted(holders - {ctx.node_id}):
-        node = state.nodes.get(node_id)
-        if node is not None and ctx.client_tls is not None:
-            streams.append(_remote_lines(node.value, found.id, ctx.client_tls, follow, tail))
-    return await _respond(request, _merged(streams))
+    tls = ctx.client_tls
+
+    def remote(node: Node, node_tail: int | None) -> Lines:
+        assert tls is not None
+        return _remote_lines(node, found.id, tls, follow, node_tail)
+
+    here = local_lines(ctx.runtime, found.id, follow=follow, tail=tail)
+    if tls is None:  # no identity to ask other nodes with: this node's part only
+        return await _respond(request, _merged([here]))
+    parts = node_parts(ctx.cache, found.id, here, ctx.node_id, remote, follow=follow, tail=tail)
+    # Followed, the node parts never end (a node waits for new containers): the end
+    # of the service ends them all.
+    return await _respond(request, _merged([], parts, last=follow))
 
 
 def register_node_logs(app: web.Application, runtime: DockerRuntime) -> None:

@@ -199,12 +199,22 @@ def test_service_logs_tail_and_follow(node: SwarmNode, tmp_path: Path) -> None:
             seen.append(follow.stdout.readline().strip())
         assert {f"{n} | late line" for n in names} <= set(seen), seen
         assert {f"{n} | line 1" for n in names} <= set(seen), seen
+        # A replica started while following (a scale-up) is followed too, from its
+        # first line, and the replicas already followed print nothing twice.
+        node.cli("service", "scale", "talk_talker=3", check=True)
+        deadline = time.monotonic() + 30
+        while "talk_talker.3 | late line" not in seen and time.monotonic() < deadline:
+            seen.append(follow.stdout.readline().strip())
+        assert [s for s in seen if s.startswith("talk_talker.3 | ")] == [
+            f"talk_talker.3 | {line}" for line in ("line 1", "line 2", "line 3", "late line")
+        ], seen
+        assert len(seen) == len(set(seen)), seen
     finally:
         follow.terminate()
         follow.wait(10)
     # --tail 2: each replica's last two lines, prefixed with its task.
     out = node.cli("service", "logs", "--tail", "2", "talk_talker", check=True).stdout
     assert sorted(out.splitlines()) == sorted(
-        f"{n} | {line}" for n in names for line in ("line 3", "late line")
+        f"{n} | {line}" for n in names | {"talk_talker.3"} for line in ("line 3", "late line")
     ), out
     node.cli("stack", "rm", "talk", check=True)

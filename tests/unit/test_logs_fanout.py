@@ -1,19 +1,27 @@
-"""``service logs`` across nodes: merging and an unreachable node."""
+"""``service logs`` across nodes: merging, an unreachable node, following new tasks."""
 
 from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
-from swarmlite.api.logs import _merged, _remote_lines, local_lines
+import pytest
+
+from swarmlite.agent.containers import ContainerInfo
+from swarmlite.agent.docker_streams import RuntimeEvent
+from swarmlite.api.logs import _merged, _remote_lines, local_lines, node_parts
 from swarmlite.errors import RuntimeFailure
-from swarmlite.spec.objects import Node
+from swarmlite.spec.objects import Node, Service, Task, TaskState, TaskStatus
+from swarmlite.spec.service import ServiceSpec
+from swarmlite.store.store import Delete, Put
+from tests.unit.api_harness import MemoryStore
 from tests.unit.test_proxy_support import free_port
+from tests.unit.test_scheduler_fakes import node
 
 
-async def _lines(*items: bytes, pause: float = 0.0) -> AsyncIterator[bytes]:
+async def _lines(*items: bytes, pause: float = 0.0) -> AsyncGenerator[bytes, None]:
     for item in items:
         await asyncio.sleep(pause)
         yield item
@@ -52,3 +60,169 @@ async def test_a_node_whose_engine_cannot_list_its_containers_says_so_in_one_lin
         b"n1node123456 | swarmlite: could not read this node's logs: "
         b"list containers: docker engine unresponsive\n"
     ]
+
+
+def _container(cid: str, service_id: str = "svc", slot: int = 1) -> ContainerInfo:
+    return ContainerInfo(
+        id=cid,
+        name=f"web.{slot}",
+        task_id=f"task-{cid}",
+        service_id=service_id,
+        service_name="shop_web",
+        slot=slot,
+        node_id="n1node1234567890",
+        spec_hash="h",
+        state="running",
+        exit_code=None,
+        health="none",
+        addresses={},
+        started_at=0.0,
+        finished_at=0.0,
+        error="",
+    )
+
+
+class _Events:
+    """Docker's event stream of a node, fed by the test."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[RuntimeEvent] = asyncio.Queue()
+        self.closed = False
+
+    def __aiter__(self) -> _Events:
+        return self
+
+    async def __anext__(self) -> RuntimeEvent:
+        return await self.queue.get()
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+    def start(self, cid: str) -> None:
+        self.queue.put_nowait(RuntimeEvent(container_id=cid, task_id="", action="start"))
+
+
+class _Runtime:
+    """A node runtime whose containers each print two lines; the ones listed exist
+    when ``service logs -f`` starts, the others start later (an event says so)."""
+
+    node_id = "n1node1234567890"
+
+    def __init__(self, listed: list[ContainerInfo], later: list[ContainerInfo]) -> None:
+        self.listed = listed
+        self.known = {c.id: c for c in [*listed, *later]}
+        self.sub = _Events()
+        self.tails: dict[str, int | None] = {}
+
+    def events(self) -> _Events:
+        return self.sub
+
+    async def list_own(self, service_id: str | None = None) -> list[ContainerInfo]:
+        return [c for c in self.listed if c.service_id == service_id]
+
+    async def inspect(self, container_id: str) -> ContainerInfo | None:
+        return self.known.get(container_id)
+
+    async def logs(
+        self, container_id: str, *, follow: bool, tail: int | None
+    ) -> AsyncIterator[bytes]:
+        self.tails[container_id] = tail
+        for n in (1, 2):
+            yield f"{container_id} line {n}\n".encode()
+
+
+async def _take(lines: AsyncIterator[bytes], count: int) -> list[bytes]:
+    return [await asyncio.wait_for(anext(lines), 2) for _ in range(count)]
+
+
+async def test_followed_a_container_starting_later_is_streamed_from_its_first_line() -> None:
+    # A replica replaced after a crash, or a scale-up: only the containers listed at
+    # the start were streamed, so `service logs -f` went quiet for the new ones.
+    old, new = _container("c-old", slot=1), _container("c-new", slot=2)
+    other = _container("c-other", service_id="another")
+    runtime: Any = _Runtime([old], [new, other])
+    lines = local_lines(runtime, "svc", follow=True, tail=5)
+    got = await _take(lines, 2)
+    for cid in ("c-other", "c-new", "c-old", "c-new"):  # a second start of one: once
+        runtime.sub.start(cid)
+    got += await _take(lines, 2)
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(anext(lines), 0.2)
+    await lines.aclose()
+    assert sorted(got) == [
+        b"shop_web.1 | c-old line 1\n",
+        b"shop_web.1 | c-old line 2\n",
+        b"shop_web.2 | c-new line 1\n",
+        b"shop_web.2 | c-new line 2\n",
+    ]
+    assert runtime.tails == {"c-old": 5, "c-new": None}
+    assert runtime.sub.closed
+
+
+async def test_not_followed_the_node_part_ends_without_watching_events() -> None:
+    runtime: Any = _Runtime([_container("c-old")], [])
+    got = [line async for line in local_lines(runtime, "svc", follow=False, tail=None)]
+    assert len(got) == 2 and not runtime.sub.closed
+
+
+def _task(task_id: str, node_id: str, container_id: str) -> Task:
+    return Task(
+        id=task_id,
+        service_id="svc",
+        service_name="shop_web",
+        slot=1,
+        spec=ServiceSpec(name="web", stack="shop", image="nginx"),
+        spec_version=1,
+        spec_hash="h",
+        node_id=node_id,
+        status=TaskStatus(state=TaskState.RUNNING, container_id=container_id),
+    )
+
+
+async def test_followed_the_manager_opens_each_node_that_comes_to_hold_a_task_once() -> None:
+    store = MemoryStore()
+    service = Service(id="svc", spec=ServiceSpec(name="web", stack="shop", image="nginx"))
+    nodes = [node(f"n{i}", hostname=f"worker-{i}") for i in (1, 2, 3)]
+    await store.seed(service, *nodes, _task("t1", "n1", "c1"), _task("t2", "n2", "c2"))
+    opened: asyncio.Queue[tuple[str, int | None]] = asyncio.Queue()
+
+    def remote(node: Node, tail: int | None) -> AsyncGenerator[bytes, None]:
+        opened.put_nowait((node.id, tail))
+        return _lines(f"{node.hostname} | hello\n".encode())
+
+    async def here() -> AsyncGenerator[bytes, None]:  # a followed node part never ends
+        yield b"here | hello\n"
+        await asyncio.Event().wait()
+
+    parts = node_parts(store.cache, "svc", here(), "n1", remote, follow=True, tail=3)
+    lines = _merged([], parts, last=True)
+    got = await _take(lines, 2)
+    assert await opened.get() == ("n2", 3)  # held a task at the start: its last 3 lines
+    # Scaled up onto n3 (and n2 replaced its task): n3 is opened with all its lines.
+    await store.commit([Put(_task("t3", "n3", ""), 0)])
+    await store.commit([Put(_task("t3", "n3", "c3"), 2), Put(_task("t4", "n2", "c4"), 0)])
+    got += await _take(lines, 1)
+    assert await opened.get() == ("n3", None)
+    # Removed: its tasks stop, then are deleted, and the followed logs end.
+    await store.commit([Delete(Service, "svc", 1)])
+    after = asyncio.ensure_future(anext(lines))
+    assert await asyncio.wait({after}, timeout=0.1) == (set(), {after})
+    await store.commit(
+        [Delete(Task, t, r) for t, r in (("t1", 1), ("t2", 1), ("t3", 3), ("t4", 3))]
+    )
+    with pytest.raises(StopAsyncIteration):
+        await asyncio.wait_for(after, 2)
+    assert opened.empty()
+    assert sorted(got) == [b"here | hello\n", b"worker-2 | hello\n", b"worker-3 | hello\n"]
+
+
+async def test_not_followed_the_manager_asks_only_the_nodes_holding_tasks_now() -> None:
+    store = MemoryStore()
+    service = Service(id="svc", spec=ServiceSpec(name="web", stack="shop", image="nginx"))
+    await store.seed(service, node("n2", hostname="worker-2"), _task("t2", "n2", "c2"))
+
+    def remote(node: Node, tail: int | None) -> AsyncGenerator[bytes, None]:
+        return _lines(f"{node.hostname} | {tail}\n".encode())
+
+    parts = node_parts(store.cache, "svc", _lines(), "n1", remote, follow=False, tail=4)
+    assert [line async for line in _merged([], parts)] == [b"worker-2 | 4\n"]
