@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from swarmlite.spec.objects import TaskState
 from swarmlite.spec.routes import Backend, RoutesSnapshot, ServiceRoute
 from swarmlite.store.cache import ClusterState
 
 
 def build_routes(state: ClusterState) -> RoutesSnapshot:
     backends: dict[str, list[Backend]] = {}
+    unrouted: dict[str, list[Backend]] = {}
     for vt in state.tasks.values():
         task = vt.value
         status = task.status
@@ -24,6 +26,11 @@ def build_routes(state: ClusterState) -> RoutesSnapshot:
                     remote_ports=status.remote_ports,
                 )
             )
+        elif status.addresses and status.state <= TaskState.RUNNING:
+            # Starting (say, until its healthcheck passes) or stopping: it may ask names.
+            unrouted.setdefault(task.service_id, []).append(
+                Backend(task_id=task.id, node_id=task.node_id, addresses=status.addresses)
+            )
     routes = []
     for vs in sorted(state.services.values(), key=lambda v: v.value.name):
         service = vs.value
@@ -39,6 +46,7 @@ def build_routes(state: ClusterState) -> RoutesSnapshot:
                 ports=tuple(p for p in spec.ports if p.published is not None),
                 listen_ports=spec.listen_ports(),
                 backends=tuple(sorted(backends.get(service.id, ()), key=lambda b: b.task_id)),
+                unrouted=tuple(sorted(unrouted.get(service.id, ()), key=lambda b: b.task_id)),
             )
         )
     networks = tuple(sorted((v.value for v in state.networks.values()), key=lambda n: n.name))

@@ -6,8 +6,9 @@ refreshes the name index. A bind that fails is logged and retried on the next ap
 
 Names a service answers to: ``SERVICE``, ``SERVICE.STACK``, ``STACK_SERVICE`` (and
 ``tasks.<any of those>`` for the replicas' own addresses). The asker is known by the
-query's source address (a replica's address in the snapshot gives its service and
-networks); an unknown source is taken to be on the network whose gateway got the query.
+query's source address (a replica's address in the snapshot, routed or still starting,
+gives its service and networks); an unknown source is taken to be on the network whose
+gateway got the query.
 An A query is answered with the service's VIP on a network both share (the receiving
 network first), or the replicas' addresses there when it has no VIP; no shared
 network is NXDOMAIN; other query types for a cluster name get an empty NOERROR. TTL
@@ -48,6 +49,11 @@ class NameIndex:
             for b in route.backends:
                 for addr in b.addresses.values():
                     self.askers[addr] = route
+        # A replica still starting (or stopping) asks too, on all its networks.
+        for route in snapshot.services:
+            for b in route.unrouted:
+                for addr in b.addresses.values():
+                    self.askers.setdefault(addr, route)
 
     def lookup(self, qname: str, source: str, gateway: str) -> list[str] | None:
         """Addresses for a cluster name (maybe empty), ``None`` if the cluster does not

@@ -1,7 +1,8 @@
 """The mesh's view of the cluster: what every node's proxy and name server serve.
 
 Managers derive a ``RoutesSnapshot`` from services and tasks and push it to every
-node; the proxy and the DNS server only read it. Only routable tasks appear as backends.
+node; the proxy and the DNS server only read it. Only routable tasks appear as backends;
+the other live replicas are listed apart, so the name server still knows who asks.
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ class ServiceRoute(Frozen, frozen=True):
     ports: tuple[PortSpec, ...]  # published ports (mesh listeners on every node)
     listen_ports: tuple[int, ...]  # ports served on each endpoint VIP
     backends: tuple[Backend, ...]  # routable replicas, anywhere in the cluster
+    # Replicas whose container is up but gets no traffic (starting, waiting for its
+    # healthcheck, stopping): no route leads to them, yet when they ask the name
+    # server a name, it must know them by address, on every network they are on.
+    unrouted: tuple[Backend, ...] = ()
 
 
 class RoutesSnapshot(Frozen, frozen=True):

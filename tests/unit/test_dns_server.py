@@ -247,3 +247,25 @@ def test_name_index_prefers_own_stack_for_short_names() -> None:
     assert index.lookup("db", "10.9.0.50", "") == ["10.9.0.1"]
     assert index.lookup("db.b", "10.9.0.50", "") == ["10.9.0.2"]
     assert index.lookup("example.com", "10.9.0.50", "") is None
+
+
+def test_a_replica_not_yet_routed_resolves_on_all_its_networks() -> None:
+    # api's second replica waits for its healthcheck: no traffic goes to it, but its
+    # container asks the gateway of its first network (front) for db, on back.
+    api = route(
+        "api",
+        networks=("st_front", "st_back"),
+        endpoints={"st_front": "10.0.1.11", "st_back": "10.0.2.11"},
+        unrouted=(
+            Backend(
+                task_id="a2",
+                node_id="n1",
+                addresses={"st_front": "10.0.1.33", "st_back": "10.0.2.33"},
+            ),
+        ),
+    )
+    db = route("db", networks=("st_back",), endpoints={"st_back": "10.0.2.12"})
+    nets = (network("st_front", FRONT_GW), network("st_back", BACK_GW))
+    index = NameIndex(snapshot(api, db, networks=nets))
+    assert index.lookup("db", "10.0.1.33", FRONT_GW) == ["10.0.2.12"]
+    assert index.lookup("tasks.api", "10.0.1.33", FRONT_GW) == []  # not routed

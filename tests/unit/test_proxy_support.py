@@ -35,6 +35,7 @@ def route(
     networks: tuple[str, ...] = (NET,),
     endpoints: dict[str, str] | None = None,
     listen_ports: tuple[int, ...] = (),
+    unrouted: tuple[Backend, ...] = (),
 ) -> ServiceRoute:
     ports: tuple[PortSpec, ...] = ()
     if published is not None:
@@ -51,6 +52,7 @@ def route(
         ports=ports,
         listen_ports=listen_ports,
         backends=backends,
+        unrouted=unrouted,
     )
 
 

@@ -150,6 +150,45 @@ def test_build_routes_copies_remote_ports() -> None:
         assert svc.backends == ()
 
 
+def test_build_routes_lists_live_unrouted_replicas_apart() -> None:
+    spec = ServiceSpec(name="api", stack="st", image="img", expose=(8000,))
+
+    def task(tid: str, state: TaskState, desired: TaskState = TaskState.RUNNING) -> Task:
+        status = TaskStatus(state=state, addresses={NET: f"10.0.0.{len(tid)}{tid[-1]}"})
+        return Task(
+            id=tid,
+            service_id="s1",
+            service_name="st_api",
+            slot=1,
+            spec=spec,
+            spec_version=1,
+            spec_hash="h",
+            node_id="n1",
+            desired_state=desired,
+            status=status,
+        )
+
+    ready = Node(
+        id="n1", hostname="h", addr="10.0.0.2", api_port=1, status=NodeStatus(state="ready")
+    )
+    tasks = (
+        task("t1", TaskState.RUNNING),
+        task("t2", TaskState.STARTING),  # waiting for its healthcheck
+        task("t3", TaskState.RUNNING, desired=TaskState.SHUTDOWN),  # being stopped
+        task("t4", TaskState.FAILED),  # its container is gone
+    )
+    state = ClusterState(
+        revision=3,
+        services={"s1": Versioned(Service(id="s1", spec=spec), 1)},
+        tasks={t.id: Versioned(t, 1) for t in tasks},
+        nodes={"n1": Versioned(ready, 2)},
+    )
+    (svc,) = build_routes(state).services
+    assert [b.task_id for b in svc.backends] == ["t1"]
+    assert [b.task_id for b in svc.unrouted] == ["t2", "t3"]
+    assert svc.unrouted[0].addresses == {NET: "10.0.0.22"}
+
+
 # ---- a real mesh over loopback ------------------------------------------------------
 
 
