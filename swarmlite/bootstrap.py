@@ -29,6 +29,16 @@ from swarmlite.security.tls import Credentials, write_private
 from swarmlite.security.tokens import JoinToken
 
 
+def _private_dir(data_dir: Path) -> None:
+    """The data dir, made 0700 as Docker's swarm directory is: it holds the node's logs,
+    config and etcd data beside the key directories. (``mkdir(parents=True)`` of
+    ``certs/`` alone would make it with the umask's mode, 0755 as a rule.)"""
+    created = not data_dir.exists()
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if created:
+        data_dir.chmod(0o700)  # mkdir's mode is masked by the umask
+
+
 def _refuse_existing(data_dir: Path) -> None:
     if (data_dir / "node.json").exists():
         raise DaemonError(
@@ -69,6 +79,7 @@ def bootstrap(
     """
     data_dir = data_dir.expanduser().resolve()
     _refuse_existing(data_dir)
+    _private_dir(data_dir)
     node_id, cluster_id = new_id(), new_id()
     ca = ClusterCA.create(cluster_id)
     ips = sorted(
@@ -184,6 +195,7 @@ def _write_joined(
     manager: str,
 ) -> NodeConfig:
     is_manager = answer.role == "manager"
+    _private_dir(data_dir)
     Credentials(
         cert_pem=answer.cert_pem,
         key_pem=key_pem,
