@@ -12,8 +12,10 @@ gateway got the query.
 An A query is answered with the service's VIP on a network both share (the receiving
 network first), or the replicas' addresses there when it has no VIP; no shared
 network is NXDOMAIN; other query types for a cluster name get an empty NOERROR. TTL
-is 0. Every other name is forwarded with ``aiodns`` to the host's resolvers (or the
-injected ``nameservers``), at most ``max_forward`` at a time, ``SERVFAIL`` on timeout.
+is 0. An answer of several addresses starts one further along each time it is given
+(clients mostly dial the first; Docker shuffles them). Every other name is forwarded
+with ``aiodns`` to the host's resolvers (or the injected ``nameservers``), at most
+``max_forward`` at a time, ``SERVFAIL`` on timeout.
 """
 
 from __future__ import annotations
@@ -186,6 +188,7 @@ class ServiceNameServer:
         self._pending = 0
         self._resolver: aiodns.DNSResolver | None = None
         self._index = NameIndex(RoutesSnapshot(revision=-1))
+        self._turns: dict[str, int] = {}  # name -> rotation of its next several-address answer
         self._bound: dict[str, tuple[asyncio.DatagramTransport, asyncio.Server]] = {}
         self._errors: dict[str, str] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -198,6 +201,7 @@ class ServiceNameServer:
         if self._slots is None:
             await self.start()
         self._index = NameIndex(snapshot)
+        self._turns = {}
         wanted = {n.gateway: n.name for n in snapshot.networks if n.gateway}
         closed = opened = 0
         for gw in list(self._bound):
@@ -275,6 +279,11 @@ class ServiceNameServer:
             reply(self._pack(response, request, udp))
             return
         if addrs is not None:
+            if len(addrs) > 1 and q.qtype in (QTYPE.A, QTYPE.ANY):
+                key = str(q.qname).rstrip(".").lower()
+                turn = self._turns.get(key, 0) % len(addrs)
+                self._turns[key] = turn + 1
+                addrs = addrs[turn:] + addrs[:turn]
             response = request.reply()
             if q.qtype in (QTYPE.A, QTYPE.ANY):
                 for addr in addrs:

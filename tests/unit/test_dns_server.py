@@ -269,3 +269,29 @@ def test_a_replica_not_yet_routed_resolves_on_all_its_networks() -> None:
     index = NameIndex(snapshot(api, db, networks=nets))
     assert index.lookup("db", "10.0.1.33", FRONT_GW) == ["10.0.2.12"]
     assert index.lookup("tasks.api", "10.0.1.33", FRONT_GW) == []  # not routed
+
+
+async def test_several_addresses_are_rotated_between_answers() -> None:
+    # Clients mostly dial the first address of an answer: always giving the replicas in
+    # one order sent every client of tasks.web to the same one. Docker shuffles them.
+    ips = ("10.0.1.21", "10.0.1.22", "10.0.1.23")
+    web = route(
+        "web",
+        networks=("st_front",),
+        endpoints={"st_front": "10.0.1.10"},
+        backends=tuple(
+            Backend(task_id=f"w{i}", node_id="n1", addresses={"st_front": ip})
+            for i, ip in enumerate(ips)
+        ),
+    )
+    server = ServiceNameServer()
+    await server.apply(snapshot(web))  # no gateways to bind: the asker is known
+    answers: list[DNSRecord] = []
+    firsts = []
+    for _ in range(3):
+        packet = DNSRecord.question("tasks.web").pack()
+        server.handle(packet, ips[0], "", lambda p: answers.append(DNSRecord.parse(p)), True)
+        assert sorted(_ips(answers[-1])) == list(ips)
+        firsts.append(_ips(answers[-1])[0])
+    assert sorted(firsts) == list(ips)
+    await server.stop()
