@@ -77,9 +77,15 @@ async def fetch_and_pin_ca(host: str, port: int, fingerprint: str, timeout: floa
         ):
             if resp.status != 200:
                 raise AuthError(f"the manager at {where} answered {resp.status} for /v1/ca")
+            oversized = AuthError(f"the manager at {where} sent an oversized CA certificate")
             if (resp.content_length or 0) > _MAX_CA_PEM:
-                raise AuthError(f"the manager at {where} sent an oversized CA certificate")
-            body = await resp.read()
+                raise oversized
+            # Counted as it arrives too: a chunked answer has no length to check first.
+            body = bytearray()
+            async for chunk in resp.content.iter_chunked(16 * 1024):
+                body += chunk
+                if len(body) > _MAX_CA_PEM:
+                    raise oversized
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise SwarmliteError(
             f"cannot fetch the cluster CA from {where}: {exc or type(exc).__name__} "

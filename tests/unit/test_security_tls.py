@@ -163,6 +163,33 @@ async def test_fetch_and_pin_ca_refuses_server_not_signed_by_served_ca(cluster: 
             await fetch_and_pin_ca("127.0.0.1", p, cluster.ca.fingerprint(), timeout=5)
 
 
+async def test_fetch_and_pin_ca_stops_reading_an_endless_chunked_answer(cluster: Cluster) -> None:
+    # No Content-Length to refuse up front: a fake manager streams a body that never ends.
+    async def endless(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse()
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        for _ in range(4096):  # 256 MiB unless the client hangs up
+            await resp.write(b"A" * 65536)
+        return resp
+
+    app = web.Application()
+    app.router.add_get("/v1/ca", endless)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    runner = web.AppRunner(app)
+    await runner.setup()
+    ctx = cluster.manager.server_context(require_client_cert=False)
+    await web.SockSite(runner, sock, ssl_context=ctx).start()
+    try:
+        with pytest.raises(AuthError, match="oversized CA certificate"):
+            await fetch_and_pin_ca(
+                "127.0.0.1", sock.getsockname()[1], cluster.ca.fingerprint(), timeout=5
+            )
+    finally:
+        await runner.cleanup()
+
+
 async def test_fetch_and_pin_ca_refuses_a_worker_server(cluster: Cluster) -> None:
     async for p in _serve(
         cluster.worker.server_context(require_client_cert=False), cluster.ca.cert_pem
