@@ -1,8 +1,9 @@
 """Pure translation between swarmlite's models and the Docker Engine's JSON.
 
 Nothing here talks to Docker: ``container_config`` turns a task into the arguments of
-one ``create_container`` call, and ``container_info`` / ``container_addresses`` /
-``health_of`` read what ``inspect`` returned. ``runtime.py`` does the I/O.
+one ``create_container`` call, and ``container_info`` / ``container_addresses`` read
+what ``inspect`` returned (healthchecks, both ways, are in ``healthchecks.py``).
+``runtime.py`` does the I/O.
 
 Labels put on every container (besides the service's own ``labels``)::
 
@@ -37,6 +38,7 @@ import msgspec
 from docker.types import HostConfig
 from docker.types import Mount as DockerMount
 
+from swarmlite.agent.healthchecks import docker_healthcheck, health_of, healthcheck_of
 from swarmlite.spec.objects import Network, Task
 from swarmlite.spec.service import HealthCheck, Mount
 
@@ -145,21 +147,6 @@ def task_labels(task: Task, node_id: str) -> dict[str, str]:
         LABEL_SLOT: str(task.slot),
         LABEL_SPEC_HASH: task.spec_hash,
         LABEL_NAMESPACE: spec.stack,
-    }
-
-
-def docker_healthcheck(hc: HealthCheck | None) -> dict[str, Any] | None:
-    """Docker's Healthcheck object; None keeps the image's own healthcheck."""
-    if hc is None:
-        return None
-    if hc.disabled:
-        return {"test": ["NONE"]}
-    return {
-        "test": list(hc.test),
-        "interval": round(hc.interval * _NS),
-        "timeout": round(hc.timeout * _NS),
-        "retries": hc.retries,
-        "start_period": round(hc.start_period * _NS),
     }
 
 
@@ -279,6 +266,8 @@ class ContainerInfo(msgspec.Struct, frozen=True, kw_only=True):
     state: str  # created, running, paused, restarting, removing, exited, dead
     exit_code: int | None
     health: str  # none, starting, healthy, unhealthy
+    # Its Config.Healthcheck: the service's, or else the image's own HEALTHCHECK.
+    healthcheck: HealthCheck | None = None
     addresses: dict[str, str]  # network name -> IPv4 address
     host_ports: dict[int, str] = {}  # container TCP port -> "ip:port" published on the host
     stop_grace: float = 10.0  # its StopTimeout: the task's stop_grace_period (Docker's 10)
@@ -345,14 +334,6 @@ def outside_node_namespace(info: ContainerInfo, node_ns: NodeNamespace) -> Conta
     )
 
 
-def health_of(attrs: Mapping[str, Any]) -> str:
-    """'none' when the container has no healthcheck, else starting/healthy/unhealthy."""
-    health = (attrs.get("State") or {}).get("Health")
-    if not health:
-        return "none"
-    return str(health.get("Status") or "none")
-
-
 _DOCKER_TIME = re.compile(r"^([^.Z+]+?)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)?$")
 
 
@@ -397,6 +378,7 @@ def container_info(attrs: Mapping[str, Any]) -> ContainerInfo:
         if status in ("exited", "dead") and exit_code is not None
         else None,
         health=health_of(attrs),
+        healthcheck=healthcheck_of(attrs),
         addresses=addresses,
         host_ports=host_ports,
         stop_grace=float(10 if config.get("StopTimeout") is None else config["StopTimeout"]),

@@ -30,12 +30,16 @@ def observed_status(task: Task, container: ContainerInfo, now: float | None = No
         container_id=container.id,
         addresses=container.addresses,
         remote_ports=container.host_ports,
+        healthcheck=container.healthcheck,
         timestamp=now,
         state=TaskState.STARTING,
         message="starting",
     )
     if container.state == "running":
-        if not task.spec.has_healthcheck or container.health == "healthy":
+        # The image's own HEALTHCHECK counts too, as in Swarm (it reads the merged
+        # config); the updater allows for its first check from ``status.healthcheck``.
+        unchecked = container.health == "none" and not task.spec.has_healthcheck
+        if unchecked or container.health == "healthy":
             return msgspec.structs.replace(base, state=TaskState.RUNNING, message="running")
         if container.health == "unhealthy":
             return msgspec.structs.replace(

@@ -203,7 +203,7 @@ class TaskRunner:
         Not after one: that re-read would race every first health event, doubling the
         engine's work while a deploy starts many containers.
         """
-        check = task.spec.healthcheck
+        check = task.spec.healthcheck or container.healthcheck
         if task.id in self._rechecks or check is None:
             return
         delay = max(1.0, check.interval + min(check.timeout, check.interval))

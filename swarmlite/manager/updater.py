@@ -8,8 +8,10 @@ tasks alone, whether the update in progress has failed and what to do about it:
   within ``monitor`` of when it first ran (``Task.running_at``; a later end is the
   restart policy's business, not the update's, as in Swarm), or that reached
   STARTING and is still not RUNNING (healthy) ``monitor`` seconds after its last report
-  (plus, with a healthcheck, the time its first check needs: start_period + interval +
-  timeout; else a 30 s default interval would fail every update with the 5 s monitor);
+  (plus, with a healthcheck, the service's or else the image's own as the agent
+  reports it in ``status.healthcheck``, the time its first check needs: start_period +
+  interval + timeout; else a 30 s default interval would fail every update with the
+  5 s monitor);
 - the update fails when failures exceed ``max_failure_ratio`` of the slots it updates
   (ratio 0: the first failure), as in Swarm, where the ratio is over the whole update
   so that it means the same at parallelism 1 as at parallelism 10;
@@ -127,8 +129,11 @@ def _within_monitor(task: Task, monitor: float) -> bool:
 
 
 def _first_check(task: Task) -> float:
-    """Seconds before a task's healthcheck can first have passed (0 without one)."""
+    """Seconds before a task's healthcheck can first have passed (0 without one): the
+    service's, or else the image's own as the agent reported it."""
     check = task.spec.healthcheck
+    if check is None:
+        check = task.status.healthcheck
     if check is None or check.disabled:
         return 0.0
     return check.start_period + check.interval + check.timeout

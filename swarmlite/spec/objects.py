@@ -13,7 +13,7 @@ from typing import Literal
 
 import msgspec
 
-from swarmlite.spec.service import Frozen, ServiceSpec
+from swarmlite.spec.service import Frozen, HealthCheck, ServiceSpec
 
 
 class TaskState(enum.IntEnum):
@@ -51,6 +51,9 @@ class TaskStatus(Frozen, frozen=True):
     addresses: dict[str, str] = {}
     # Listen port -> "host:port" where other nodes' meshes reach this task.
     remote_ports: dict[int, str] = {}
+    # The container's healthcheck as the agent read it: with none in the compose file,
+    # the image's own, which the updater must give time for a first result.
+    healthcheck: HealthCheck | None = None
 
     def advanced(self, new: TaskStatus) -> bool:
         """True when ``new`` is a legal report after this one (never backwards)."""

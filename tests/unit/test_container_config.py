@@ -12,10 +12,10 @@ from swarmlite.agent.containers import (
     container_addresses,
     container_config,
     container_info,
-    health_of,
     split_subnet,
 )
 from swarmlite.agent.docker_streams import parse_event
+from swarmlite.agent.healthchecks import health_of, healthcheck_of
 from swarmlite.agent.netlink import parse_host_addresses, plan_vips
 from swarmlite.errors import RuntimeFailure
 from swarmlite.spec.objects import Network, Task
@@ -278,3 +278,24 @@ def test_vip_plan_touches_only_the_upper_half() -> None:
     assert plan_vips(current, ["10.213.4.130"], upper) == (["10.213.4.130"], ["10.213.4.200"])
     with pytest.raises(RuntimeFailure, match="outside the VIP range"):
         plan_vips(current, ["10.213.4.5"], upper)
+
+
+def test_the_containers_healthcheck_is_read_with_dockers_defaults() -> None:
+    # Config.Healthcheck is the merged one: the image's own HEALTHCHECK when the
+    # service sets none. Unset times are Docker's defaults (30 s interval and timeout).
+    image = {"Test": ["CMD-SHELL", "curl -f localhost"], "Interval": 10_000_000_000}
+    check = healthcheck_of({"Config": {"Healthcheck": {**image, "StartPeriod": 5_000_000_000}}})
+    assert check == HealthCheck(
+        test=("CMD-SHELL", "curl -f localhost"), interval=10, timeout=30, start_period=5
+    )
+    assert container_info({**INSPECT, "Config": {"Healthcheck": image}}).healthcheck == (
+        HealthCheck(test=("CMD-SHELL", "curl -f localhost"), interval=10)
+    )
+    nones: list[dict[str, Any]] = [
+        {},
+        {"Config": {}},
+        {"Config": {"Healthcheck": {"Test": ["NONE"]}}},
+    ]
+    for none in nones:
+        assert healthcheck_of(none) is None
+    assert container_info(INSPECT).healthcheck is None

@@ -7,6 +7,7 @@ import msgspec
 
 from swarmlite.manager.updater import begin_update, update_failures
 from swarmlite.spec.objects import Task, TaskState, TaskStatus
+from swarmlite.spec.service import HealthCheck
 from tests.unit.test_reconcile import NAME, T0, service, task
 from tests.unit.test_updater import images_running, started, update_to, with_status
 
@@ -74,3 +75,22 @@ def test_a_crash_after_monitor_during_the_delay_does_not_stop_the_update() -> No
     assert sim.state() == "completed"
     assert images_running(sim) == ["nginx:2"] * 3
     assert not any("paused" in d for d in sim.decisions)
+
+
+def test_a_task_waiting_for_its_images_own_healthcheck_gets_time_for_a_first_check() -> None:
+    # No healthcheck in the compose file; the image's HEALTHCHECK (30 s interval and
+    # timeout), as the agent reports it, gates running: the 5 s monitor alone would fail
+    # every update of such an image (why baaa8b8 was reverted in 1ecd708).
+    v1 = service()
+    v2 = begin_update(v1, msgspec.structs.replace(v1.spec, image="web:2"), T0)
+    image = HealthCheck(test=("CMD-SHELL", "curl -f localhost"), start_period=5)
+    status = TaskStatus(state=S.STARTING, message="starting: waiting for healthcheck")
+    waiting = task(v2, 1, S.STARTING, created=T0).reported(
+        msgspec.structs.replace(status, timestamp=T0 + 2, healthcheck=image)
+    )
+    tasks = [waiting, task(v1, 2), task(v1, 3)]
+    assert update_failures(v2, tasks, T0 + 30) == ([], T0 + 72)  # 2 + 5 monitor + 65
+    [failure], _ = update_failures(v2, tasks, T0 + 72)
+    assert failure.reason == (
+        f"task {NAME}.1 not running within 70s (starting: waiting for healthcheck)"
+    )

@@ -194,7 +194,7 @@ def read_healthcheck(svc: Reader) -> HealthCheck | None:
         r.error(
             "test",
             "healthcheck has no test",
-            "swarmlite does not read the image's HEALTHCHECK; set test: or disable: true",
+            "set test: or disable: true, or leave healthcheck out to use the image's own",
             pos=svc.where("healthcheck"),
         )
         return None
