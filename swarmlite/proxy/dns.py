@@ -304,13 +304,28 @@ class ServiceNameServer:
             if rr.rtype == QTYPE.OPT:
                 limit = max(512, int(rr.rclass))
         if udp and len(data) > limit:
-            # Header and question, with TC set: the client asks again over TCP. (dnslib's
-            # truncate() drops the question too, and resolvers discard such a reply.)
-            cut = request.reply()
-            cut.header.tc = 1
-            cut.header.rcode = response.header.rcode
-            data = cut.pack()
+            # TC set, with the question and the answers that fit, as Docker's resolver
+            # does: most clients ask again over TCP, but musl's (Alpine) before 1.2.4
+            # uses what it got. (dnslib's truncate() drops the question too, and
+            # resolvers discard such a reply.)
+            fits, over = 0, len(response.rr)
+            while fits < over:  # the most answers that fit, by bisection
+                mid = (fits + over + 1) // 2
+                if len(self._cut(response, request, mid).pack()) <= limit:
+                    fits = mid
+                else:
+                    over = mid - 1
+            data = self._cut(response, request, fits).pack()
         return data
+
+    @staticmethod
+    def _cut(response: Any, request: Any, answers: int) -> Any:
+        cut = request.reply()
+        cut.header.tc = 1
+        cut.header.rcode = response.header.rcode
+        for rr in response.rr[:answers]:
+            cut.add_answer(rr)
+        return cut
 
     def _fail(self, request: Any, rcode: int, udp: bool) -> bytes:
         response = request.reply()

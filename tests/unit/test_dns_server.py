@@ -191,8 +191,12 @@ async def test_an_answer_too_big_for_udp_is_truncated_with_its_question(
     _, port = dns
     reply = await query("many.example", WEB_IP, FRONT_GW, port)
     # A resolver matches the question before it retries over TCP: it must be there.
-    assert reply.header.tc == 1 and reply.rr == []
+    assert reply.header.tc == 1
     assert [str(q.qname) for q in reply.questions] == ["many.example."]
+    # musl (Alpine) before 1.2.4 never retries over TCP: it uses the answers that fit.
+    assert len(reply.pack()) <= 512
+    assert 20 < len(reply.rr) < 60
+    assert {str(rr.rdata) for rr in reply.rr} <= {f"203.0.113.{i}" for i in range(60)}
 
 
 async def test_a_forwarded_txt_record_over_255_bytes_is_answered(
