@@ -169,21 +169,33 @@ async def update(request: web.Request, kind: Kind) -> web.Response:
 
 async def remove(request: web.Request, kind: Kind) -> web.Response:
     ctx: ApiContext = request.app[CTX]
-    state = ctx.cache.view()
-    found = find(state, kind, request.match_info["name"])
-    users = users_of(state, kind, found.value.name)
-    if users:
-        names = ", ".join(v.value.name for v in users)
-        raise ConflictError(
-            f"{kind} {found.value.name} is in use by service {names}: "
-            "remove it from those services first"
-        )
-    try:
-        revision = await ctx.store.commit(
-            [Delete(type(found.value), found.value.id, found.revision)]
-        )
-    except ConflictError:
-        raise ConflictError(f"{kind} {found.value.name} changed meanwhile; try again") from None
-    await _fresh(ctx, revision)
-    log.info("%s=%s removed", kind, found.value.name)
-    return _json(RemoveResult(removed=(found.value.name,)))
+    for _ in range(_ATTEMPTS):
+        seen = ctx.cache.version
+        state = ctx.cache.view()
+        found = find(state, kind, request.match_info["name"])
+        users = users_of(state, kind, found.value.name)
+        if users:
+            names = ", ".join(v.value.name for v in users)
+            raise ConflictError(
+                f"{kind} {found.value.name} is in use by service {names}: "
+                "remove it from those services first"
+            )
+        ops: list[Put | Delete] = [Delete(type(found.value), found.value.id, found.revision)]
+        # A deploy compare-and-swaps the cluster object; so does this, so a deploy that
+        # starts using the name meanwhile (through another manager, or one this cache
+        # has not seen yet) makes one of the two re-read: never a service whose secret
+        # is gone.
+        cluster = state.cluster_entry
+        if cluster is not None:
+            ops.append(Put(cluster.value, cluster.revision))
+        try:
+            revision = await ctx.store.commit(ops)
+        except ConflictError:
+            await ctx.cache.wait_changed(seen, timeout=0.5)
+            continue
+        await _fresh(ctx, revision)
+        log.info("%s=%s removed", kind, found.value.name)
+        return _json(RemoveResult(removed=(found.value.name,)))
+    raise ConflictError(
+        f"the cluster changed during the removal of {kind} {found.value.name}; try again"
+    )
