@@ -4,6 +4,8 @@
     ├── ComposeError                a compose file is wrong (file, line, service, key, hint)
     │   └── ComposeErrors           several ComposeError gathered into one report
     ├── SpecError                   a request or object does not validate (API 400)
+    │   └── TooLargeError           a request body or a store write over its size limit
+    │                               (API 413; the limits and why: ``limits.py``)
     ├── NotFoundError               an object does not exist (API 404)
     ├── ConflictError               a compare-and-swap lost, or a name is taken (API 409)
     ├── StoreUnavailableError       etcd cannot be reached or has no quorum (API 503)
@@ -77,6 +79,10 @@ class ComposeErrors(ComposeError):
 
 class SpecError(SwarmliteError):
     http_status = 400
+
+
+class TooLargeError(SpecError):
+    http_status = 413
 
 
 class NotFoundError(SwarmliteError):

@@ -7,6 +7,7 @@ Every answer is decoded into the typed models of ``api/models.py`` and
     status 401, 403       AuthError
     status 404            NotFoundError
     status 409            ConflictError
+    status 413            TooLargeError (also raised before sending a body that large)
     status 503            StoreUnavailableError
     other status >= 400   SwarmliteError
     connection refused    DaemonError ("is it running?")
@@ -58,7 +59,9 @@ from swarmlite.errors import (
     SpecError,
     StoreUnavailableError,
     SwarmliteError,
+    TooLargeError,
 )
+from swarmlite.limits import MAX_REQUEST_BYTES, request_too_large
 from swarmlite.spec.objects import Node, Service, Task
 from swarmlite.spec.service import StackSpec
 
@@ -75,6 +78,7 @@ _ERRORS_BY_STATUS: dict[int, type[SwarmliteError]] = {
     403: AuthError,
     404: NotFoundError,
     409: ConflictError,
+    413: TooLargeError,
     503: StoreUnavailableError,
 }
 
@@ -167,6 +171,8 @@ class ApiClient:
         timeout: float | None = None,
     ) -> bytes:
         data = msgspec.json.encode(body) if body is not None else None
+        if data is not None and len(data) > MAX_REQUEST_BYTES:  # the daemon would refuse it
+            raise TooLargeError(request_too_large(len(data)))
         try:
             async with asyncio.timeout(timeout or self._timeout):
                 answer = await self._http.request(method, path, params=params, body=data)

@@ -1,7 +1,8 @@
 """The manager's HTTP/JSON API (aiohttp), served over mutual TLS.
 
 Reads come from the watch-fed state cache; writes go to the store with compare-and-
-swap. Malformed bodies get 400 with a message and write nothing.
+swap. Malformed bodies get 400 with a message and write nothing; a body over
+``limits.MAX_REQUEST_BYTES`` gets 413 with a message naming the limit.
 """
 
 from __future__ import annotations
@@ -37,7 +38,9 @@ from swarmlite.errors import (
     SpecError,
     StoreUnavailableError,
     SwarmliteError,
+    TooLargeError,
 )
+from swarmlite.limits import MAX_REQUEST_BYTES, request_too_large
 from swarmlite.manager.node_admin import find_node
 from swarmlite.security.mtls import (
     IDENTITY_KEY,
@@ -68,7 +71,13 @@ __all__ = [
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
-        return await handler(request)
+        try:
+            return await handler(request)
+        except web.HTTPRequestEntityTooLarge:  # request.read() stopped at client_max_size
+            # Not refused on Content-Length before reading: aiohttp then lingers up to
+            # 10 s on the unread body, even after the client has gone.
+            size = request.content_length  # None: chunked
+            raise TooLargeError(request_too_large(size, request.client_max_size)) from None
     except SwarmliteError as exc:
         if exc.http_status >= 500:
             log.warning("%s %s failed: %s", request.method, request.path, exc)
@@ -128,12 +137,13 @@ def build_app(ctx: ApiContext) -> web.Application:
         default=("admin", "manager"),
     )
     app = web.Application(
+        client_max_size=MAX_REQUEST_BYTES,
         middlewares=[
             error_middleware,
             mtls_middleware(policy),
             membership_middleware,
             store_middleware,
-        ]
+        ],
     )
     app[CTX] = ctx
     r = app.router

@@ -27,7 +27,8 @@ def _as_bytes(pem: str | bytes) -> bytes:
 
 
 # gRPC's default 4 MiB answer limit is ~3,000 tasks in one read: the full state of a
-# large cluster must fit (etcd's own request limit bounds what one write can be).
+# large cluster must fit. Sending, 16 MiB is above etcd's request limit (10 MiB, see
+# swarmlite/limits.py): a too-large write is refused by etcd, with its own message.
 GRPC_OPTIONS = {
     "grpc.max_receive_message_length": 256 * 1024 * 1024,
     "grpc.max_send_message_length": 16 * 1024 * 1024,

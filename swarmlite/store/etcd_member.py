@@ -19,6 +19,7 @@ from pathlib import Path
 import aetcd
 
 from swarmlite.errors import DaemonError
+from swarmlite.limits import ETCD_MAX_REQUEST_BYTES
 from swarmlite.store.etcd_client import connect_etcd
 
 log = logging.getLogger("swarmlite.etcd")
@@ -130,6 +131,8 @@ class EtcdConfig:
             "--auto-compaction-retention=10000",
             "--quota-backend-bytes=2147483648",
             "--max-txn-ops=1024",
+            # One deploy is one transaction: swarmlite/limits.py says why this size.
+            f"--max-request-bytes={ETCD_MAX_REQUEST_BYTES}",
             "--log-level=info",  # elections and membership changes: evidence after a fault
             "--logger=zap",
             *self.tls_argv(),

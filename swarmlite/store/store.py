@@ -19,7 +19,8 @@ import aetcd
 import aetcd.exceptions
 import msgspec
 
-from swarmlite.errors import ConflictError, NotFoundError, StoreUnavailableError
+from swarmlite.errors import ConflictError, NotFoundError, StoreUnavailableError, TooLargeError
+from swarmlite.limits import ETCD_MAX_REQUEST_BYTES, write_too_large
 from swarmlite.spec.objects import Cluster, Config, Network, Node, Secret, Service, Task, Volume
 
 log = logging.getLogger("swarmlite.store")
@@ -130,13 +131,18 @@ class Store:
         *,
         fence: Callable[[], Fence | None] | None = None,
         quorum: QuorumCheck | None = None,
+        max_write_bytes: int = ETCD_MAX_REQUEST_BYTES,
     ) -> None:
         self.client = client
         self._fence = fence
         self._quorum = quorum or QuorumCheck()
+        # etcd's --max-request-bytes: a larger transaction is refused here, not sent.
+        self.max_write_bytes = max_write_bytes
 
     def fenced(self, fence: Callable[[], Fence | None]) -> Store:
-        return Store(self.client, fence=fence, quorum=self._quorum)
+        return Store(
+            self.client, fence=fence, quorum=self._quorum, max_write_bytes=self.max_write_bytes
+        )
 
     @contextlib.asynccontextmanager
     async def _guard(self) -> AsyncIterator[None]:
@@ -145,6 +151,8 @@ class Store:
         except (ConflictError, NotFoundError):
             raise
         except aetcd.exceptions.ClientError as exc:
+            if _too_large(exc):
+                raise TooLargeError(write_too_large(None)) from exc  # the flag etcd runs with
             raise StoreUnavailableError(_describe(exc)) from exc
 
     async def get(self, kind: type[T], obj_id: str) -> Versioned[T] | None:
@@ -251,17 +259,23 @@ class Store:
         tx = self.client.transactions
         compare: list[Any] = []
         success: list[Any] = []
+        size = 0  # keys (twice: compare and write) and values; etcd adds a little framing
         for op in ops:
             if isinstance(op, Put):
                 key = key_of(type(op.obj), _id_of(op.obj))
+                value = _ENCODER.encode(op.obj)
                 compare.append(tx.mod(key) == op.expect)
-                success.append(tx.put(key, _ENCODER.encode(op.obj)))
+                success.append(tx.put(key, value))
+                size += 2 * len(key) + len(value)
             else:
                 key = key_of(op.kind, op.id)
                 compare.append(tx.mod(key) == op.expect)
                 success.append(tx.delete(key))
+                size += 2 * len(key)
         if not ops:
             return 0
+        if size > self.max_write_bytes:
+            raise TooLargeError(write_too_large(size, self.max_write_bytes))
         if self._fence is not None:
             fence = self._fence()
             if fence is None:
@@ -302,6 +316,12 @@ def _txn_revision(responses: list[Any]) -> int:
     return 0
 
 
+def _too_large(exc: Exception) -> bool:
+    """etcd's own refusal, or its gRPC server's (over the limit + 512 KiB)."""
+    text = str(exc)
+    return "request is too large" in text or "received message larger than max" in text
+
+
 def _describe(exc: Exception) -> str:
     text = str(exc) or type(exc).__name__
     low = text.lower()
@@ -319,8 +339,9 @@ async def commit_chunked(store: Store, ops: Sequence[Put | Delete], size: int = 
     for i in range(0, len(ops), size):
         try:
             revision = max(revision, await store.commit(ops[i : i + size]))
-        except ConflictError:
-            # Level-triggered callers re-read and redo; one-by-one keeps the others.
+        except (ConflictError, TooLargeError):
+            # Level-triggered callers re-read and redo; one-by-one keeps the others,
+            # and writes too large for one etcd request together go one at a time.
             for op in ops[i : i + size]:
                 with contextlib.suppress(ConflictError):
                     revision = max(revision, await store.commit([op]))

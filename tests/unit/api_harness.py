@@ -18,6 +18,7 @@ from swarmlite.api.client import ApiClient
 from swarmlite.api.context import CTX, ApiContext
 from swarmlite.api.server import error_middleware
 from swarmlite.errors import ConflictError
+from swarmlite.limits import MAX_REQUEST_BYTES
 from swarmlite.store.cache import _FIELD_OF, ClusterState, StateCache
 from swarmlite.store.store import Delete, Put, Store, Versioned
 
@@ -68,8 +69,8 @@ Route = tuple[str, str, Callable[[web.Request], Any]]
 
 
 async def serve(ctx: ApiContext, routes: Sequence[Route]) -> AsyncIterator[ApiClient]:
-    """An ApiClient of an app with ``routes`` and the API's error middleware."""
-    app = web.Application(middlewares=[error_middleware])
+    """An ApiClient of an app with ``routes``, the API's error middleware and body limit."""
+    app = web.Application(middlewares=[error_middleware], client_max_size=MAX_REQUEST_BYTES)
     app[CTX] = ctx
     for method, path, handler in routes:
         app.router.add_route(method, path, handler)

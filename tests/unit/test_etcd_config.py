@@ -105,3 +105,13 @@ def test_connect_etcd_plain_or_tls() -> None:
     assert isinstance(client, TLSClient)
     with pytest.raises(ValueError, match="all of"):
         connect_etcd("127.0.0.1", 1, cert_pem="c")
+
+
+def test_etcd_takes_the_largest_write_the_api_can_make() -> None:
+    """One deploy is one transaction of up to about twice the 4 MiB body (limits.py)."""
+    from swarmlite.limits import ETCD_MAX_REQUEST_BYTES, MAX_REQUEST_BYTES
+
+    cfg = EtcdConfig(name="n1", data_dir=Path("/d/etcd"))
+    f = flags(cfg.argv("/usr/bin/etcd"))
+    assert int(f["--max-request-bytes"]) == ETCD_MAX_REQUEST_BYTES > 2 * MAX_REQUEST_BYTES
+    assert ETCD_MAX_REQUEST_BYTES <= 10 * 1024 * 1024  # etcd's recommended maximum
