@@ -28,7 +28,23 @@ from typing import Any, cast
 
 import aiodns
 import pycares
-from dnslib import AAAA, CNAME, MX, NS, PTR, QTYPE, RCODE, RR, SOA, SRV, TXT, A, DNSRecord
+from dnslib import (
+    AAAA,
+    CAA,
+    CNAME,
+    MX,
+    NAPTR,
+    NS,
+    PTR,
+    QTYPE,
+    RCODE,
+    RR,
+    SOA,
+    SRV,
+    TXT,
+    A,
+    DNSRecord,
+)
 
 from swarmlite.spec.routes import RoutesSnapshot, ServiceRoute
 
@@ -105,6 +121,11 @@ def _rdata(rec: Any) -> Any:
         return TXT([raw[i : i + 255] for i in range(0, len(raw), 255)] or [b""])
     if t == QTYPE.SOA:
         return SOA(d.mname, d.rname, (d.serial, d.refresh, d.retry, d.expire, d.minimum))
+    if t == QTYPE.NAPTR:
+        text = (d.flags.encode(), d.service.encode(), d.regexp.encode())
+        return NAPTR(d.order, d.preference, *text, d.replacement)
+    if t == QTYPE.CAA:
+        return CAA(d.critical, d.tag, d.value)
     return None
 
 

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from dnslib import QTYPE, RCODE, RR, TXT, A, DNSRecord
+from dnslib import CAA, NAPTR, QTYPE, RCODE, RR, TXT, A, DNSRecord
 
 from swarmlite.proxy.dns import NameIndex, ServiceNameServer
 from swarmlite.spec.routes import Backend, RoutesSnapshot
@@ -109,6 +109,12 @@ async def upstream() -> AsyncIterator[int]:
                     reply.add_answer(RR(name, QTYPE.A, rdata=A(f"203.0.113.{i}"), ttl=60))
             elif name == "long.example.":  # a TXT record of two strings, 400 bytes
                 reply.add_answer(RR(name, QTYPE.TXT, rdata=TXT([b"a" * 200, b"b" * 200])))
+            elif name == "sip.example." and req.q.qtype == QTYPE.NAPTR:
+                naptr = NAPTR(10, 100, b"S", b"SIP+D2U", b"", "_sip._udp.sip.example")
+                reply.add_answer(RR(name, QTYPE.NAPTR, rdata=naptr, ttl=60))
+            elif name == "sip.example." and req.q.qtype == QTYPE.CAA:
+                caa = CAA(0, "issue", "ca.example")
+                reply.add_answer(RR(name, QTYPE.CAA, rdata=caa, ttl=60))
             elif name != "outside.example.":
                 reply.header.rcode = RCODE.NXDOMAIN
             self.t.sendto(reply.pack(), addr)
@@ -206,6 +212,19 @@ async def test_a_forwarded_txt_record_over_255_bytes_is_answered(
     reply = await query("long.example", WEB_IP, FRONT_GW, port, qtype="TXT")
     assert reply.header.rcode == RCODE.NOERROR
     assert b"".join(reply.rr[0].rdata.data) == b"a" * 200 + b"b" * 200
+
+
+async def test_forwarded_naptr_and_caa_records_are_answered(
+    dns: tuple[ServiceNameServer, int],
+) -> None:
+    # They were dropped: an empty NOERROR said the name had none (SIP clients use NAPTR).
+    _, port = dns
+    naptr = await query("sip.example", WEB_IP, FRONT_GW, port, qtype="NAPTR")
+    assert [(rr.rtype, str(rr.rdata)) for rr in naptr.rr] == [
+        (QTYPE.NAPTR, '10 100 "S" "SIP+D2U" "" _sip._udp.sip.example.')
+    ]
+    caa = await query("sip.example", WEB_IP, FRONT_GW, port, qtype="CAA")
+    assert [(rr.rtype, str(rr.rdata)) for rr in caa.rr] == [(QTYPE.CAA, '0 issue "ca.example"')]
 
 
 async def test_silent_upstream_gives_servfail_within_timeout() -> None:
