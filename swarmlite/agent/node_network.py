@@ -65,7 +65,12 @@ def node_local_routes(snapshot: RoutesSnapshot) -> RoutesSnapshot:
             )
         services.append(
             msgspec.structs.replace(
-                route, networks=(NODE_NETWORK,), endpoints={}, backends=tuple(backends)
+                route,
+                networks=(NODE_NETWORK,),
+                endpoints={},
+                backends=tuple(backends),
+                # Every container asks from its node's address: none is told apart.
+                unrouted=(),
             )
         )
     network = Network(

@@ -83,6 +83,7 @@ def test_node_local_routes_drop_vips_and_put_everything_on_one_network() -> None
                     remote_ports={8080: "10.240.7.10:8080"}),
             Backend(task_id="t2", node_id="n2", addresses={}),
         ),
+        unrouted=(Backend(task_id="t3", node_id="n3", addresses={"shop_front": "10.240.7.11"}),),
     )  # fmt: skip
     served = node_local_routes(RoutesSnapshot(revision=9, services=(route,), networks=(NET,)))
     assert served.revision == 9
@@ -93,6 +94,9 @@ def test_node_local_routes_drop_vips_and_put_everything_on_one_network() -> None
     assert [b.addresses for b in r.backends] == [{NODE_NETWORK: "10.240.7.10"}, {}]
     assert r.backends[0].remote_ports == {8080: "10.240.7.10:8080"}
     assert r.ports == route.ports
+    # A starting replica's node address is every container's there: not an asker on
+    # shop_front, which no service is on any more.
+    assert r.unrouted == ()
 
 
 def test_a_task_from_before_the_node_restarted_is_seen_as_exited() -> None:
