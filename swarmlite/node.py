@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import logging
 import os
@@ -37,7 +38,7 @@ from swarmlite.manager.role import ManagerRole
 from swarmlite.proxy.dns import ServiceNameServer
 from swarmlite.proxy.mesh import MeshProxy
 from swarmlite.role_change import become_manager, become_worker
-from swarmlite.security.ca import ClusterCA
+from swarmlite.security.ca import STORE_ACCESS_NAME, ClusterCA, grants_store_access
 from swarmlite.security.renewal import CertRenewer, renewal_handler
 from swarmlite.security.secretbox import SecretBox
 from swarmlite.security.tls import Credentials
@@ -97,6 +98,8 @@ class Daemon:
         self.data_dir = data_dir
         self.config = load_config(data_dir)
         self.creds = Credentials.load(data_dir / "certs")
+        if self.config.role == "manager":
+            self.creds = _with_store_access(self.creds, data_dir / "certs")
         self._stopping = asyncio.Event()
         self.restart = False
         self._renewer: CertRenewer | None = None
@@ -279,3 +282,15 @@ class Daemon:
         )
         with contextlib.suppress(ConflictError):
             await store.create(me)
+
+
+def _with_store_access(creds: Credentials, certs_dir: Path) -> Credentials:
+    """A manager certificate from before etcd required ``STORE_ACCESS_NAME``, re-signed
+    (same key and expiry) with it, so an upgraded manager still reaches its own etcd."""
+    if creds.ca_key_pem is None or grants_store_access(creds.cert_pem):
+        return creds
+    ca = ClusterCA.load(creds.ca_pem, creds.ca_key_pem)
+    fresh = dataclasses.replace(creds, cert_pem=ca.with_store_access(creds.cert_pem))
+    fresh.save(certs_dir)
+    log.info("manager certificate re-signed to name %s for etcd", STORE_ACCESS_NAME)
+    return fresh

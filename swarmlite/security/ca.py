@@ -28,6 +28,12 @@ Role = Literal["manager", "worker", "admin"]
 ROLES: tuple[Role, ...] = get_args(Role)
 
 DEFAULT_NODE_CERT_LIFETIME = timedelta(days=90)
+
+# Only manager certificates carry this DNS name. Every etcd member accepts only clients
+# and peers whose certificate names it (--client-cert-allowed-hostname and
+# --peer-cert-allowed-hostname): a worker's certificate, signed by the same CA, must not
+# reach the cluster store, where it could rewrite every service.
+STORE_ACCESS_NAME = "managers.swarmlite.internal"
 DEFAULT_CA_LIFETIME = timedelta(days=3650)
 # Allow for clocks that disagree a little between nodes.
 CLOCK_SKEW = timedelta(minutes=5)
@@ -262,6 +268,8 @@ class ClusterCA:
             ips: list[x509.GeneralName] = [x509.IPAddress(ipaddress.ip_address(a)) for a in san_ips]
         except ValueError as exc:
             raise AuthError(f"invalid IP address for node {node_id!r}: {exc}") from None
+        if role == "manager" and STORE_ACCESS_NAME not in san_dns:
+            san_dns = [*san_dns, STORE_ACCESS_NAME]
         names = ips + [x509.DNSName(d) for d in san_dns]
         builder = (
             x509.CertificateBuilder()
@@ -304,6 +312,29 @@ class ClusterCA:
         if names:
             builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
         return builder.sign(self._key, hashes.SHA256())
+
+    def with_store_access(self, cert_pem: str) -> str:
+        """The manager certificate again, same key, identity, names and expiry, now naming
+        ``STORE_ACCESS_NAME``: for a certificate made before etcd checked for it."""
+        cert = load_cert(cert_pem)
+        identity = cert_identity(cert)
+        try:
+            sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        except x509.ExtensionNotFound:
+            sans = x509.SubjectAlternativeName([])
+        public_key = cert.public_key()
+        if not isinstance(public_key, ec.EllipticCurvePublicKey):
+            raise AuthError(f"certificate of node {identity.node_id!r} has no EC key")
+        return _cert_pem(
+            self._build(
+                public_key,
+                identity.node_id,
+                identity.role,
+                [str(ip) for ip in sans.get_values_for_type(x509.IPAddress)],
+                sans.get_values_for_type(x509.DNSName),
+                cert.not_valid_after_utc - datetime.now(UTC),
+            )
+        )
 
     def issued(self, cert_pem: str | bytes) -> bool:
         """True if this CA signed the certificate (signature check only)."""
@@ -354,6 +385,15 @@ def cert_identity(cert: CertLike) -> Identity:
         role=_check_role(str(ous[0].value)),
         not_after=cert.not_valid_after_utc,
     )
+
+
+def grants_store_access(cert_pem: str | bytes) -> bool:
+    """Whether etcd members accept this certificate (see ``STORE_ACCESS_NAME``)."""
+    try:
+        sans = load_cert(cert_pem).extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except x509.ExtensionNotFound:
+        return False
+    return STORE_ACCESS_NAME in sans.value.get_values_for_type(x509.DNSName)
 
 
 def needs_renewal(cert_pem: str | bytes, now: datetime, fraction: float = 2 / 3) -> bool:

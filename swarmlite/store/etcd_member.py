@@ -20,6 +20,7 @@ import aetcd
 
 from swarmlite.errors import DaemonError
 from swarmlite.limits import ETCD_MAX_REQUEST_BYTES
+from swarmlite.security.ca import STORE_ACCESS_NAME
 from swarmlite.store.etcd_client import connect_etcd
 
 log = logging.getLogger("swarmlite.etcd")
@@ -105,6 +106,9 @@ class EtcdConfig:
             f"--key-file={key}",
             f"--trusted-ca-file={ca}",
             "--client-cert-auth",
+            # Clients and peers must hold a manager certificate, not just any the CA signed.
+            f"--client-cert-allowed-hostname={STORE_ACCESS_NAME}",
+            f"--peer-cert-allowed-hostname={STORE_ACCESS_NAME}",
             f"--peer-cert-file={cert}",
             f"--peer-key-file={key}",
             f"--peer-trusted-ca-file={ca}",

@@ -252,6 +252,7 @@ async def test_clients_without_a_cluster_certificate_are_refused(cluster: Cluste
 
         foreign = ClusterCA.create("other")
         cert, key = foreign.issue("intruder", "manager", san_ips=[HOST])
+        worker_cert, worker_key = cluster.ca.issue("worker1", "worker", san_ips=[HOST])
         for label, client in (
             (
                 "foreign CA's cert and CA",
@@ -271,6 +272,18 @@ async def test_clients_without_a_cluster_certificate_are_refused(cluster: Cluste
                     config.client_port,
                     cert_pem=cert,
                     key_pem=key,
+                    ca_pem=cluster.ca.cert_pem,
+                    timeout=2,
+                ),
+            ),
+            (
+                # Signed by the cluster's own CA, but a worker's: the store is managers' only.
+                "worker cert, cluster CA",
+                connect_etcd(
+                    HOST,
+                    config.client_port,
+                    cert_pem=worker_cert,
+                    key_pem=worker_key,
                     ca_pem=cluster.ca.cert_pem,
                     timeout=2,
                 ),

@@ -7,6 +7,7 @@ from pathlib import Path
 import aetcd
 import pytest
 
+from swarmlite.security.ca import STORE_ACCESS_NAME
 from swarmlite.store.etcd_client import TLSClient, connect_etcd
 from swarmlite.store.etcd_member import EtcdConfig
 from swarmlite.store.membership import Member, quorum_safe_to_remove
@@ -56,6 +57,9 @@ def test_tls_config_uses_https_and_every_tls_flag() -> None:
     assert f["--key-file"] == f["--peer-key-file"] == str(tls / "node.key")
     assert f["--trusted-ca-file"] == f["--peer-trusted-ca-file"] == str(tls / "ca.crt")
     assert "--client-cert-auth" in argv and "--peer-client-cert-auth" in argv
+    # Any certificate of the cluster CA is not enough: only managers' name this host.
+    assert f["--client-cert-allowed-hostname"] == STORE_ACCESS_NAME
+    assert f["--peer-cert-allowed-hostname"] == STORE_ACCESS_NAME
     assert cfg.client_url == "https://127.0.0.1:4379"
 
 

@@ -12,9 +12,11 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from swarmlite.errors import AuthError
 from swarmlite.security.ca import (
+    STORE_ACCESS_NAME,
     ClusterCA,
     Identity,
     cert_identity,
+    grants_store_access,
     load_cert,
     make_key_and_csr,
     needs_renewal,
@@ -135,3 +137,16 @@ def test_needs_renewal_after_two_thirds(ca: ClusterCA) -> None:
 def test_expired_issue_has_a_valid_window(ca: ClusterCA) -> None:
     cert = load_cert(ca.issue("old", "worker", lifetime=timedelta(minutes=-1))[0])
     assert cert.not_valid_before_utc < cert.not_valid_after_utc < datetime.now(UTC)
+
+
+def test_only_manager_certificates_name_the_store_access_host(ca: ClusterCA) -> None:
+    manager, _ = ca.issue("m1", "manager", san_ips=["10.0.0.1"], san_dns=["host-a"])
+    worker, _ = ca.issue("w1", "worker", san_ips=["10.0.0.2"])
+    _, csr = make_key_and_csr("w2")
+    promoted = ca.sign_csr(csr, node_id="w2", role="manager", san_ips=["10.0.0.3"])
+    demoted = ca.sign_csr(csr, node_id="w2", role="worker", san_ips=["10.0.0.3"])
+    assert grants_store_access(manager) and grants_store_access(promoted)
+    assert not grants_store_access(worker) and not grants_store_access(demoted)
+    assert not grants_store_access(ca.issue("admin-1", "admin")[0])
+    names = load_cert(manager).extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    assert names.value.get_values_for_type(x509.DNSName) == ["host-a", STORE_ACCESS_NAME]
