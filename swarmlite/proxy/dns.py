@@ -15,7 +15,7 @@ network is NXDOMAIN; other query types for a cluster name get an empty NOERROR. 
 is 0. An answer of several addresses starts one further along each time it is given
 (clients mostly dial the first; Docker shuffles them). Every other name is forwarded
 with ``aiodns`` to the host's resolvers (or the injected ``nameservers``), at most
-``max_forward`` at a time, ``SERVFAIL`` on timeout.
+``max_forward`` at a time, ``SERVFAIL`` on timeout or on an answer it cannot encode.
 """
 
 from __future__ import annotations
@@ -388,13 +388,18 @@ class ServiceNameServer:
         finally:
             self._pending -= 1
         response = request.reply()
-        for rr in _records(result.answer):
-            response.add_answer(rr)
-        for rr in _records(result.authority):
-            response.add_auth(rr)
-        for rr in _records(result.additional):
-            response.add_ar(rr)
-        reply(self._pack(response, request, udp))
+        try:
+            for rr in _records(result.answer):
+                response.add_answer(rr)
+            for rr in _records(result.authority):
+                response.add_auth(rr)
+            for rr in _records(result.additional):
+                response.add_ar(rr)
+            packet = self._pack(response, request, udp)
+        except Exception as err:  # dnslib refuses some names c-ares passes (non-ASCII bytes)
+            log.warning("dns answer not encodable name=%s error=%s", q.qname, err)
+            packet = self._fail(request, RCODE.SERVFAIL, udp)
+        reply(packet)
 
     async def stop(self, grace: float = 1.0) -> None:
         for udp, tcp in self._bound.values():

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from dnslib import CAA, NAPTR, QTYPE, RCODE, RR, TXT, A, DNSRecord
+from dnslib import CAA, CNAME, NAPTR, QTYPE, RCODE, RR, TXT, A, DNSLabel, DNSRecord
 
 from swarmlite.proxy.dns import NameIndex, ServiceNameServer
 from swarmlite.spec.routes import Backend, RoutesSnapshot
@@ -109,6 +109,9 @@ async def upstream() -> AsyncIterator[int]:
                     reply.add_answer(RR(name, QTYPE.A, rdata=A(f"203.0.113.{i}"), ttl=60))
             elif name == "long.example.":  # a TXT record of two strings, 400 bytes
                 reply.add_answer(RR(name, QTYPE.TXT, rdata=TXT([b"a" * 200, b"b" * 200])))
+            elif name == "odd.example.":  # a CNAME target with bytes outside ASCII
+                odd = CNAME(DNSLabel([b"\x80\x81", b"example"]))
+                reply.add_answer(RR(name, QTYPE.CNAME, rdata=odd, ttl=60))
             elif name == "sip.example." and req.q.qtype == QTYPE.NAPTR:
                 naptr = NAPTR(10, 100, b"S", b"SIP+D2U", b"", "_sip._udp.sip.example")
                 reply.add_answer(RR(name, QTYPE.NAPTR, rdata=naptr, ttl=60))
@@ -225,6 +228,14 @@ async def test_forwarded_naptr_and_caa_records_are_answered(
     ]
     caa = await query("sip.example", WEB_IP, FRONT_GW, port, qtype="CAA")
     assert [(rr.rtype, str(rr.rdata)) for rr in caa.rr] == [(QTYPE.CAA, '0 issue "ca.example"')]
+
+
+async def test_a_forwarded_answer_it_cannot_encode_gets_servfail_not_silence(
+    dns: tuple[ServiceNameServer, int],
+) -> None:
+    _, port = dns
+    reply = await query("odd.example", WEB_IP, FRONT_GW, port)
+    assert reply.header.rcode == RCODE.SERVFAIL
 
 
 async def test_silent_upstream_gives_servfail_within_timeout() -> None:
