@@ -57,6 +57,8 @@ class DeployResult(Frozen, frozen=True):
 
 class RemoveResult(Frozen, frozen=True):
     removed: tuple[str, ...] = ()
+    # What was not removed, and why (stack rm: a secret another stack's service uses).
+    errors: tuple[str, ...] = ()
 
 
 class ScaleRequest(Frozen, frozen=True):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 
 import msgspec
 from aiohttp import web
@@ -13,9 +14,11 @@ from swarmlite.api.models import RemoveResult, StackSummary
 from swarmlite.errors import ConflictError, NotFoundError, SpecError
 from swarmlite.manager.dependencies import removal_order
 from swarmlite.manager.deploy import plan_deploy
+from swarmlite.manager.payloads import Kind, users_of
 from swarmlite.spec.objects import Config, Network, Secret, Service
 from swarmlite.spec.service import StackSpec
-from swarmlite.store.store import Delete
+from swarmlite.store.cache import ClusterState
+from swarmlite.store.store import Delete, Put, Versioned
 
 log = logging.getLogger("swarmlite.api")
 
@@ -61,7 +64,11 @@ async def stacks(request: web.Request) -> web.Response:
 
 async def remove_stack(request: web.Request) -> web.Response:
     """Dependents first: each layer of ``removal_order`` is deleted, and its tasks given
-    until their stop_grace_period + 5 s to stop, before what they depend on goes."""
+    until their stop_grace_period + 5 s to stop, before what they depend on goes.
+
+    The stack's secrets and configs go with its last layer, except one that a service
+    of another stack still uses (as external): as ``docker stack rm``, that one is kept
+    and reported in ``errors``, and the rest is removed."""
     ctx = _ctx(request)
     name = request.match_info["stack"]
     state = ctx.cache.view()
@@ -69,54 +76,88 @@ async def remove_stack(request: web.Request) -> web.Response:
     if not doomed and not any(v.value.stack == name for v in state.networks.values()):
         raise NotFoundError(f"stack {name} not found (see 'swarmlite stack ls')")
     layers = removal_order(v.value.spec for v in doomed) or [[]]  # [[]]: networks only
+    errors: list[str] = []
     for i, layer in enumerate(layers):
         last = i == len(layers) - 1
-        ids = await _remove_services(ctx, name, {s.name for s in layer}, networks=last)
+        ids, errors = await _remove_services(ctx, name, {s.name for s in layer}, networks=last)
         if not last:
             grace = max(s.stop_grace_period for s in layer) + 5.0
             await _wait_tasks_stopped(ctx, ids, grace)
             log.info("stack=%s removed %s", name, ",".join(s.full_name for s in layer))
-    return _json(RemoveResult(removed=tuple(sorted(v.value.name for v in doomed))))
+    for error in errors:
+        log.warning("stack=%s removal: %s", name, error)
+    return _json(
+        RemoveResult(removed=tuple(sorted(v.value.name for v in doomed)), errors=tuple(errors))
+    )
+
+
+def _stack_files(
+    state: ClusterState, stack: str, going: set[str]
+) -> tuple[list[Delete], list[str]]:
+    """Deletes of the stack's secrets and configs that no service but those ``going``
+    (ids) uses, and why each other one is kept."""
+    ops: list[Delete] = []
+    kept: list[str] = []
+    kinds: tuple[tuple[Kind, Mapping[str, Versioned[Secret] | Versioned[Config]]], ...] = (
+        ("secret", state.secrets),
+        ("config", state.configs),
+    )
+    for kind, items in kinds:
+        for v in sorted(items.values(), key=lambda v: v.value.name):
+            if v.value.stack != stack:
+                continue
+            users = [
+                u.value.name for u in users_of(state, kind, v.value.name) if u.value.id not in going
+            ]
+            if users:
+                kept.append(f"{kind} {v.value.name}: in use by service {', '.join(users)}")
+            else:
+                ops.append(Delete(type(v.value), v.value.id, v.revision))
+    return ops, kept
 
 
 async def _remove_services(
     ctx: ApiContext, stack: str, names: set[str], *, networks: bool
-) -> set[str]:
-    """Delete the stack's services named (stack-local), and its networks if asked."""
+) -> tuple[set[str], list[str]]:
+    """Delete the stack's services named (stack-local), and if asked its networks and
+    the secrets and configs no other service uses; the ids of the services deleted, and
+    why any secret or config was kept."""
     for _ in range(5):
+        seen = ctx.cache.version
         state = ctx.cache.view()
         found = [
             v
             for v in state.services.values()
             if v.value.spec.stack == stack and v.value.spec.name in names
         ]
-        ops: list[Delete] = [Delete(Service, v.value.id, v.revision) for v in found]
+        ops: list[Put | Delete] = [Delete(Service, v.value.id, v.revision) for v in found]
+        kept: list[str] = []
         if networks:
             ops += [
                 Delete(Network, v.value.id, v.revision)
                 for v in state.networks.values()
                 if v.value.stack == stack
             ]
-            # The stack's own secrets and configs go with it, as in Swarm.
-            ops += [
-                Delete(Secret, v.value.id, v.revision)
-                for v in state.secrets.values()
-                if v.value.stack == stack
-            ]
-            ops += [
-                Delete(Config, v.value.id, v.revision)
-                for v in state.configs.values()
-                if v.value.stack == stack
-            ]
+            # The stack's own secrets and configs go with it, as in Swarm, unless a
+            # service of another stack uses one.
+            files, kept = _stack_files(state, stack, {v.value.id for v in found})
+            ops += files
+            cluster = state.cluster_entry
+            if files and cluster is not None:
+                # A deploy compare-and-swaps the cluster object; so does this, so a
+                # deploy that starts using one of these names meanwhile (through another
+                # manager, or one this cache has not seen yet) makes this re-read: never
+                # a service whose secret is gone (as secret rm).
+                ops.append(Put(cluster.value, cluster.revision))
         if not ops:
-            return set()
+            return set(), kept
         try:
             revision = await ctx.store.commit(ops)
         except ConflictError:
-            await ctx.cache.wait_changed(ctx.cache.version, timeout=0.5)
+            await ctx.cache.wait_changed(seen, timeout=0.5)
             continue
         await _fresh(ctx, revision)
-        return {v.value.id for v in found}
+        return {v.value.id for v in found}, kept
     raise ConflictError(f"stack {stack} kept changing during its removal; try again")
 
 

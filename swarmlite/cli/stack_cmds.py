@@ -190,6 +190,13 @@ async def stack_rm(args: argparse.Namespace, api: ApiClient) -> int:
             print(f"Nothing found in stack: {name}")
         for removed in result.removed:
             print(f"Removing service {removed}")
+        # As docker stack rm: a secret or config still in use is kept and reported,
+        # the rest is removed, and the command fails.
+        for error in result.errors:
+            print(f"Failed to remove {error}", file=sys.stderr)
+        if result.errors:
+            print(f"Failed to remove some resources from stack: {name}", file=sys.stderr)
+            failed = True
     return 1 if failed else 0
 
 

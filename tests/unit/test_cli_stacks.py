@@ -30,12 +30,17 @@ def removed() -> list[str]:
 
 @pytest.fixture
 async def api(removed: list[str]) -> AsyncIterator[ApiClient]:
-    """Stacks "shop" and "broken" exist; removing "broken" fails on the server."""
+    """Stacks "shop", "broken" and "shared" exist; removing "broken" fails on the server,
+    removing "shared" keeps a secret another stack uses."""
 
     async def remove(request: web.Request) -> web.Response:
         name = request.match_info["stack"]
         if name == "broken":
             return web.json_response({"error": "stack broken kept changing"}, status=409)
+        if name == "shared":
+            kept = ("secret shared_db: in use by service other_web",)
+            result = RemoveResult(removed=("shared_web",), errors=kept)
+            return web.Response(body=msgspec.json.encode(result))
         if name != "shop":
             return web.json_response({"error": f"stack {name} not found"}, status=404)
         removed.append(name)
@@ -73,6 +78,20 @@ async def test_rm_that_fails_for_one_stack_removes_the_others_and_exits_1(
     assert await stack_rm(args("rm", "broken", "shop"), api) == 1
     assert removed == ["shop"]
     assert capsys.readouterr().err == "Error: broken: stack broken kept changing\n"
+
+
+async def test_rm_that_kept_a_secret_in_use_reports_it_and_exits_1(
+    api: ApiClient, removed: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # As docker stack rm: the rest is removed, what is in use is named, the command fails.
+    assert await stack_rm(args("rm", "shared", "shop"), api) == 1
+    captured = capsys.readouterr()
+    assert removed == ["shop"]
+    assert captured.out == "Removing service shared_web\nRemoving service shop_web\n"
+    assert captured.err == (
+        "Failed to remove secret shared_db: in use by service other_web\n"
+        "Failed to remove some resources from stack: shared\n"
+    )
 
 
 async def test_ps_of_a_stack_with_no_tasks_is_an_error(api: ApiClient) -> None:
