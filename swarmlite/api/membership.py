@@ -2,9 +2,13 @@
 
 A certificate stays valid for its lifetime whatever happens to its holder, so the API
 also asks the cluster state: a node certificate is good only while its node is a
-member (``node rm`` ends it), and an admin credential only while the manager that
-issued it (``admin-<first 12 characters of its node id>``) is still a manager (``node
-rm`` and ``node demote`` end it).
+member (``node rm`` ends it), a manager certificate gives manager access only while
+its node is still a manager (``node demote`` ends it, though the node keeps the
+certificate until it renews as a worker), and an admin credential only while the
+manager that issued it (``admin-<first 12 characters of its node id>``) is still a
+manager (``node rm`` and ``node demote`` end it).
+
+``nodes`` is the state cache's view: no store read per request.
 """
 
 from __future__ import annotations
@@ -19,11 +23,27 @@ if TYPE_CHECKING:
     from swarmlite.store.store import Versioned
 
 
-def refusal(identity: Identity, nodes: Mapping[str, Versioned[Node]]) -> str | None:
-    """Why ``identity`` may not use the API any more, or None when it may."""
+# Paths a worker may call too: through them a demoted manager, still holding its
+# manager certificate, hears of its demotion (its agent session) and renews as a
+# worker, so they stay open to that certificate or the demotion could not complete.
+WORKER_PATHS = ("/v1/renew", "/v1/agent/")
+
+
+def refusal(identity: Identity, nodes: Mapping[str, Versioned[Node]], path: str) -> str | None:
+    """Why ``identity`` may not call ``path`` any more, or None when it may."""
     if identity.role in ("manager", "worker"):
-        if identity.node_id not in nodes:
+        node = nodes.get(identity.node_id)
+        if node is None:
             return "this node is not part of the cluster: join it again"
+        if (
+            identity.role == "manager"
+            and node.value.role != "manager"
+            and not path.startswith(WORKER_PATHS)
+        ):
+            return (
+                f"node {identity.node_id} was demoted to worker: its manager certificate "
+                "no longer gives manager access (it renews as a worker)"
+            )
         return None
     if identity.role == "admin" and identity.node_id.startswith(ADMIN_PREFIX):
         issuer = identity.node_id.removeprefix(ADMIN_PREFIX)

@@ -108,16 +108,17 @@ async def store_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 @web.middleware
 async def membership_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """A certificate is good only while its holder is a member (``membership``): a node
-    removed with ``node rm``, or the manager that issued an admin credential once it is
+    """A certificate is good only while its holder is a member in that role
+    (``membership``): a node removed with ``node rm``, a demoted manager (outside the
+    paths it renews through), or the manager that issued an admin credential once it is
     removed or demoted, keeps a valid certificate for its lifetime, not its access."""
     identity = request.get(IDENTITY_KEY)
     ctx = request.app[CTX]
     if identity is not None and ctx.cache.ready.is_set():
-        why = refusal(identity, ctx.cache.view().nodes)
+        why = refusal(identity, ctx.cache.view().nodes, request.path)
         if why is not None:
             log.warning(
-                "refused path=%s identity=%s role=%s reason=not-a-member",
+                "refused path=%s identity=%s role=%s reason=not-a-member-in-that-role",
                 request.path,
                 identity.node_id,
                 identity.role,
