@@ -191,7 +191,9 @@ def summarize(state: ClusterState, service: Service) -> ServiceSummary:
     else:
         desired = service.spec.replicas
     ports = tuple(
-        f"*:{p.published}->{p.target}/{p.protocol}" for p in service.spec.ports if p.published
+        f"*:{p.published}->{p.target}/{p.protocol}"
+        for p in service.published_ports()
+        if p.published
     )
     return ServiceSummary(
         id=service.id,

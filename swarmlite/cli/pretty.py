@@ -104,7 +104,7 @@ def pretty_service(service: Service) -> str:
         lines.extend(f" {net}: {vip}" for net, vip in sorted(service.endpoints.items()))
     if spec.ports:
         lines.append("Ports:")
-        for port in spec.ports:
+        for port in service.published_ports():
             lines.append(f" PublishedPort = {port.published or '-'}")
             lines.append(f"  Protocol = {port.protocol}")
             lines.append(f"  TargetPort = {port.target}")

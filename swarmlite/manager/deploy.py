@@ -17,7 +17,7 @@ from swarmlite.api.models import DeployResult
 from swarmlite.errors import SpecError
 from swarmlite.manager.allocator import allocate_subnet, allocate_vip
 from swarmlite.manager.payloads import bind_digests, plan_payloads
-from swarmlite.manager.ports import check_published_ports
+from swarmlite.manager.ports import assign_ports, check_published_ports, ports_in_use
 from swarmlite.manager.reconcile import new_id
 from swarmlite.security.keeper import SecretKeeper
 from swarmlite.spec.constraints import parse_constraints, parse_preferences
@@ -99,6 +99,11 @@ def plan_deploy(
         v.value.spec.name: v for v in state.services.values() if v.value.spec.stack == stack.name
     }
     others = [v.value for v in state.services.values()]
+    # Chosen port numbers must miss every other service's and every number this file names.
+    used = ports_in_use(
+        (s for s in others if s.spec.stack != stack.name or s.spec.name not in kept),
+        stack.services,
+    )
     created, updated, unchanged = [], [], []
     for spec in stack.services:
         spec = bind_digests(spec, digests)
@@ -106,14 +111,20 @@ def plan_deploy(
         if old is not None:  # a compose file does not say it; keep 'service update --force''s
             spec = msgspec.structs.replace(spec, force_update=old.value.spec.force_update)
         endpoints = _endpoints(spec, old.value if old else None, networks, others)
+        assigned = assign_ports(spec, old.value if old else None, used)
         if old is None:
             service = Service(
-                id=new_id(), spec=spec, created_at=now, updated_at=now, endpoints=endpoints
+                id=new_id(),
+                spec=spec,
+                created_at=now,
+                updated_at=now,
+                endpoints=endpoints,
+                assigned_ports=assigned,
             )
             plan.ops.append(Put(service, 0))
             others.append(service)
             created.append(spec.full_name)
-        elif old.value.spec == spec:
+        elif old.value.spec == spec and old.value.assigned_ports == assigned:
             unchanged.append(spec.full_name)
         else:
             service = msgspec.structs.replace(
@@ -123,6 +134,7 @@ def plan_deploy(
                 previous_spec=old.value.spec,
                 updated_at=now,
                 endpoints=endpoints,
+                assigned_ports=assigned,
                 update_status=UpdateStatus(
                     state="updating", message="update in progress", started_at=now
                 )

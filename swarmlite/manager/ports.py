@@ -1,7 +1,9 @@
-"""Published ports: refuse a spec publishing a port another service holds. Pure.
+"""Published ports: refuse a spec publishing a port another service holds, and choose
+a number for an ingress port published without one. Pure.
 
-Used by deploy (``deploy.py``), ``service rollback`` (``api/update_handlers.py``) and
-the updater's automatic rollback (``updater.py``), so all three refuse alike.
+The check is used by deploy (``deploy.py``), ``service rollback``
+(``api/update_handlers.py``) and the updater's automatic rollback (``updater.py``), so
+all three refuse alike.
 """
 
 from __future__ import annotations
@@ -9,8 +11,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from swarmlite.errors import SpecError
-from swarmlite.spec.objects import Service
+from swarmlite.spec.objects import Service, port_key
 from swarmlite.spec.service import ServiceSpec
+
+# Where Swarm chooses a port for ``ports: ["80"]``: its dynamic range.
+ASSIGNED_RANGE = range(30000, 32768)
 
 
 def check_published_ports(specs: Sequence[ServiceSpec], others: Iterable[Service]) -> None:
@@ -21,7 +26,7 @@ def check_published_ports(specs: Sequence[ServiceSpec], others: Iterable[Service
     ingress: dict[tuple[int, str], str] = {}
     host: dict[tuple[int, str], str] = {}
     for svc in others:
-        for port in svc.spec.ports:
+        for port in svc.published_ports():
             if port.published is not None:
                 held = ingress if port.mode == "ingress" else host
                 held.setdefault((port.published, port.protocol), svc.name)
@@ -42,3 +47,43 @@ def check_published_ports(specs: Sequence[ServiceSpec], others: Iterable[Service
                     f"service {spec.name}: port {port.published}/{port.protocol} is published twice"
                 )
             (ingress if port.mode == "ingress" else host).setdefault(key, spec.full_name)
+
+
+def ports_in_use(services: Iterable[Service], specs: Iterable[ServiceSpec]) -> set[int]:
+    """TCP port numbers ``services`` publish (chosen ones included) or ``specs`` name."""
+    used = {p.published for s in services for p in s.published_ports() if p.protocol == "tcp"}
+    used |= {p.published for s in specs for p in s.ports if p.protocol == "tcp"}
+    used.discard(None)
+    return {p for p in used if p is not None}
+
+
+def assign_ports(spec: ServiceSpec, old: Service | None, used: set[int]) -> dict[str, int]:
+    """A number for each ingress TCP port of ``spec`` published without one: the one
+    ``old`` (the service this spec replaces) had, else the lowest free one of
+    ``ASSIGNED_RANGE``, as Swarm does; chosen numbers are added to ``used``. Numbers
+    ``old`` chose for ports of its own spec are kept, so a rollback gets them back,
+    unless ``used`` holds them now (this file publishes that number elsewhere)."""
+    keep = old.assigned_ports if old is not None else {}
+    wanted = [
+        port_key(p)
+        for p in spec.ports
+        if p.published is None and p.mode == "ingress" and p.protocol == "tcp"
+    ]
+    previous = {port_key(p) for p in old.spec.ports} if old is not None else set()
+    out: dict[str, int] = {}
+    for key, number in keep.items():
+        if (key in previous or key in wanted) and number not in used:
+            out[key] = number
+            used.add(number)
+    free = (n for n in ASSIGNED_RANGE if n not in used)
+    for key in wanted:
+        if key not in out:
+            number = next(free, None)
+            if number is None:
+                raise SpecError(
+                    f"service {spec.name}: no free port left in {ASSIGNED_RANGE.start}-"
+                    f"{ASSIGNED_RANGE.stop - 1} to publish {key}; give it a published port"
+                )
+            out[key] = number
+            used.add(number)
+    return out

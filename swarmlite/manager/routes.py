@@ -43,7 +43,7 @@ def build_routes(state: ClusterState) -> RoutesSnapshot:
                 stack=spec.stack,
                 networks=tuple(f"{spec.stack}_{n}" for n in spec.networks),
                 endpoints=service.endpoints,
-                ports=tuple(p for p in spec.ports if p.published is not None),
+                ports=tuple(p for p in service.published_ports() if p.published is not None),
                 listen_ports=spec.listen_ports(),
                 backends=tuple(sorted(backends.get(service.id, ()), key=lambda b: b.task_id)),
                 unrouted=tuple(sorted(unrouted.get(service.id, ()), key=lambda b: b.task_id)),

@@ -13,7 +13,7 @@ from typing import Literal
 
 import msgspec
 
-from swarmlite.spec.service import Frozen, HealthCheck, ServiceSpec
+from swarmlite.spec.service import Frozen, HealthCheck, PortSpec, ServiceSpec
 
 
 class TaskState(enum.IntEnum):
@@ -137,10 +137,28 @@ class Service(Frozen, frozen=True):
     # Network full name -> the virtual address its mesh listeners use there.
     endpoints: dict[str, str] = {}
     update_status: UpdateStatus = UpdateStatus()
+    # "TARGET/PROTOCOL" -> the port the cluster chose for an ingress port published
+    # without a number (``ports: ["80"]``), kept across deploys, as Swarm's 30000+.
+    assigned_ports: dict[str, int] = {}
 
     @property
     def name(self) -> str:
         return self.spec.full_name
+
+    def published_ports(self) -> tuple[PortSpec, ...]:
+        """The spec's ports with each assigned number filled in."""
+        if not self.assigned_ports:
+            return self.spec.ports
+        return tuple(
+            msgspec.structs.replace(p, published=self.assigned_ports[key])
+            if p.published is None and (key := port_key(p)) in self.assigned_ports
+            else p
+            for p in self.spec.ports
+        )
+
+
+def port_key(port: PortSpec) -> str:
+    return f"{port.target}/{port.protocol}"
 
 
 class Network(Frozen, frozen=True):
