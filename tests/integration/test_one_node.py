@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -218,3 +219,25 @@ def test_service_logs_tail_and_follow(node: SwarmNode, tmp_path: Path) -> None:
         f"{n} | {line}" for n in names | {"talk_talker.3"} for line in ("line 3", "late line")
     ), out
     node.cli("stack", "rm", "talk", check=True)
+
+
+def test_a_port_without_a_number_is_published_from_30000(node: SwarmNode, tmp_path: Path) -> None:
+    text = WEB.format(message="auto", port=0, replicas=1).replace('"0:8080"', '"8080"')
+    node.deploy(write(tmp_path, text), "autoport")
+    node.wait_running("autoport_web", 1)
+    (svc,) = [
+        s for s in node.json("service", "ls", "--format", "json") if s["name"] == "autoport_web"
+    ]
+    (mapping,) = svc["ports"]
+    published = int(mapping.removeprefix("*:").split("->")[0])
+    assert 30000 <= published <= 32767 and mapping.endswith("->8080/tcp"), mapping
+
+    def answer() -> str | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{published}/", timeout=2) as resp:
+                return str(resp.read().decode())
+        except OSError:
+            return None
+
+    assert "auto" in wait_until(answer, timeout=30, what=f"the mesh on port {published}")
+    assert node.cli("service", "rm", "autoport_web").returncode == 0
