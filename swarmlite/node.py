@@ -41,7 +41,7 @@ from swarmlite.role_change import become_manager, become_worker
 from swarmlite.security.ca import STORE_ACCESS_NAME, ClusterCA, grants_store_access
 from swarmlite.security.renewal import CertRenewer, renewal_handler
 from swarmlite.security.secretbox import SecretBox
-from swarmlite.security.tls import Credentials
+from swarmlite.security.tls import Credentials, finish_interrupted_save
 from swarmlite.spec.objects import Cluster, Node
 from swarmlite.store.store import Store
 
@@ -97,6 +97,9 @@ class Daemon:
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
         self.config = load_config(data_dir)
+        done = finish_interrupted_save(data_dir / "certs")  # before etcd reads the pair
+        if done:
+            log.warning("node credentials: %s", done)
         self.creds = Credentials.load(data_dir / "certs")
         if self.config.role == "manager":
             self.creds = _with_store_access(self.creds, data_dir / "certs")

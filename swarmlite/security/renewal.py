@@ -4,8 +4,8 @@ Once two thirds of its certificate's lifetime has passed, a node sends a new CSR
 manager over mutual TLS (``POST /v1/renew``, authenticated by the certificate that is
 about to be replaced). The manager signs it for the same node id, with the role the
 cluster records for that node, and the cluster's certificate lifetime. The node
-writes the new pair and loads it into its live TLS contexts; new connections use it
-(etcd re-reads its files on every handshake).
+writes the new pair (crash-safe: ``Credentials.save``) and loads it into its live TLS
+contexts; new connections use it (etcd re-reads its files on every handshake).
 """
 
 from __future__ import annotations

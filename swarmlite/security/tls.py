@@ -23,6 +23,8 @@ CERT_FILE = "node.crt"
 KEY_FILE = "node.key"
 CA_FILE = "ca.crt"
 CA_KEY_FILE = "ca.key"
+# Suffix of a certificate and key written but not yet installed (``Credentials.save``).
+STAGED = ".new"
 
 
 @contextmanager
@@ -141,6 +143,45 @@ def write_private(path: str | os.PathLike[str], data: bytes) -> None:
         raise
 
 
+def _fsync_dir(directory: Path) -> None:
+    """Make the renames in ``directory`` durable, in the order they were made."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _pair_loads(cert: Path, key: Path) -> bool:
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(cert, key)
+    except OSError:  # ssl.SSLError "key values mismatch" included
+        return False
+    return True
+
+
+def finish_interrupted_save(directory: str | os.PathLike[str]) -> str:
+    """Complete or drop a ``Credentials.save`` that a crash interrupted; what was done,
+    or "" when there was nothing to do. For the daemon at start, before anything reads
+    the pair (a CLI call must not: it could race the daemon's own save)."""
+    base = Path(directory)
+    staged_cert, staged_key = base / (CERT_FILE + STAGED), base / (KEY_FILE + STAGED)
+    if not staged_cert.exists():
+        staged_key.unlink(missing_ok=True)
+        return ""
+    if _pair_loads(staged_cert, base / KEY_FILE):
+        # The key was installed (or is unchanged), the certificate not yet: install it.
+        os.replace(staged_cert, base / CERT_FILE)
+        done = "installed the new certificate of an interrupted renewal (it matches the key)"
+    else:
+        # Interrupted before the key was installed: the previous pair is whole.
+        staged_cert.unlink()
+        done = "dropped the new pair of an interrupted renewal (the previous pair is whole)"
+    staged_key.unlink(missing_ok=True)
+    _fsync_dir(base)
+    return done
+
+
 @dataclass(frozen=True, slots=True)
 class Credentials:
     """A node's certificate, key and cluster CA (plus the CA key on managers)."""
@@ -178,13 +219,27 @@ class Credentials:
         return cls(cert, key, ca, ca_key)
 
     def save(self, directory: str | os.PathLike[str]) -> None:
+        """Write the files; node.crt and node.key replace the previous pair so that a
+        crash at any point leaves a pair that ``finish_interrupted_save`` makes whole.
+
+        Both are staged first (node.crt.new, node.key.new), then the key is renamed into
+        place, then the certificate. The names stay node.crt and node.key (etcd re-reads
+        them on every handshake). Interrupted before the key's rename, the previous pair
+        is whole and the staged one is dropped; after it, the staged certificate matches
+        the installed key and is installed: in both cases one pair, never two halves.
+        """
         base = Path(directory)
         base.mkdir(mode=0o700, parents=True, exist_ok=True)
-        write_private(base / CERT_FILE, self.cert_pem.encode("ascii"))
-        write_private(base / KEY_FILE, self.key_pem.encode("ascii"))
+        write_private(base / (CERT_FILE + STAGED), self.cert_pem.encode("ascii"))
+        write_private(base / (KEY_FILE + STAGED), self.key_pem.encode("ascii"))
+        _fsync_dir(base)
+        os.replace(base / (KEY_FILE + STAGED), base / KEY_FILE)
+        _fsync_dir(base)  # the key's rename is durable before the certificate's
+        os.replace(base / (CERT_FILE + STAGED), base / CERT_FILE)
         write_private(base / CA_FILE, self.ca_pem.encode("ascii"))
         if self.ca_key_pem is not None:
             write_private(base / CA_KEY_FILE, self.ca_key_pem.encode("ascii"))
+        _fsync_dir(base)
 
     def server_context(self, *, require_client_cert: bool = True) -> ssl.SSLContext:
         return server_context(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import socket
 import ssl
 import stat
@@ -23,6 +25,7 @@ from swarmlite.security.tls import (
     Credentials,
     anonymous_client_context,
     client_context,
+    finish_interrupted_save,
     server_context,
     write_private,
 )
@@ -255,3 +258,47 @@ def test_write_private_replaces_with_0600(tmp_path: Path) -> None:
     assert path.read_bytes() == b"new"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert [p.name for p in tmp_path.iterdir()] == ["k"]
+
+
+class Crash(BaseException):
+    """The process dies here: nothing after it runs, nothing is cleaned up."""
+
+
+@pytest.mark.parametrize("crash_at", range(1, 7))
+def test_a_renewal_interrupted_at_any_rename_leaves_one_whole_pair(
+    cluster: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, crash_at: int
+) -> None:
+    # A renewal replaces node.crt and node.key; a crash between the two replaces left a
+    # certificate that does not match the key, and the node could not start.
+    new_cert, new_key = cluster.ca.issue("w1", "worker", san_ips=["127.0.0.1"])
+    old, new = cluster.worker, Credentials(new_cert, new_key, cluster.ca.cert_pem)
+    old.save(tmp_path)
+    real, calls = os.replace, 0
+
+    def replace(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == crash_at:
+            raise Crash
+        real(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with contextlib.suppress(Crash):  # crash_at past the last rename: no crash
+        new.save(tmp_path)
+    monkeypatch.undo()
+    finish_interrupted_save(tmp_path)  # what the daemon does at start
+    loaded = Credentials.load(tmp_path)
+    assert (loaded.cert_pem, loaded.key_pem) in {
+        (old.cert_pem, old.key_pem),
+        (new.cert_pem, new.key_pem),
+    }
+    loaded.server_context()  # the pair loads
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ca.crt", "node.crt", "node.key"]
+
+
+def test_finishing_a_save_that_was_not_interrupted_does_nothing(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    cluster.worker.save(tmp_path)
+    assert finish_interrupted_save(tmp_path) == ""
+    assert Credentials.load(tmp_path) == cluster.worker
