@@ -165,14 +165,35 @@ class _Tcp(asyncio.Protocol):
         self._buf = b""
         self._transport: asyncio.Transport | None = None
         self._source = ""
+        self._idle: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         transport = cast(asyncio.Transport, transport)
         self._transport = transport
         peer = transport.get_extra_info("peername")
         self._source = str(peer[0]) if peer else ""
+        self._server.tcp_clients.add(transport)
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._transport is not None:
+            self._server.tcp_clients.discard(self._transport)
+        if self._idle is not None:
+            self._idle.cancel()
+
+    def _arm(self) -> None:
+        # An idle connection is closed (RFC 7766 6.2.3): every container may open some,
+        # and each held open for good is a file descriptor of the daemon's.
+        if self._idle is not None:
+            self._idle.cancel()
+        transport = self._transport
+        if transport is not None:
+            self._idle = asyncio.get_running_loop().call_later(
+                self._server.tcp_idle_timeout, transport.close
+            )
 
     def data_received(self, data: bytes) -> None:
+        self._arm()
         self._buf += data
         while len(self._buf) >= 2:
             size = int.from_bytes(self._buf[:2], "big")
@@ -198,8 +219,11 @@ class ServiceNameServer:
         max_forward: int = 200,
         forward_timeout: float = 3.0,
         ttl: int = 0,
+        tcp_idle_timeout: float = 10.0,
     ) -> None:
         self.port = port
+        self.tcp_idle_timeout = tcp_idle_timeout
+        self.tcp_clients: set[asyncio.Transport] = set()
         self.ttl = ttl
         self._nameservers = list(nameservers) if nameservers else None
         self._nameserver_port = nameserver_port
@@ -406,6 +430,8 @@ class ServiceNameServer:
             udp.close()
             tcp.close()
         self._bound.clear()
+        for client in list(self.tcp_clients):  # a closed server leaves these open
+            client.close()
         if self._tasks:
             _, pending = await asyncio.wait(list(self._tasks), timeout=grace)
             for task in pending:

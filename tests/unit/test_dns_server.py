@@ -329,3 +329,31 @@ async def test_several_addresses_are_rotated_between_answers() -> None:
         firsts.append(_ips(answers[-1])[0])
     assert sorted(firsts) == list(ips)
     await server.stop()
+
+
+async def test_an_idle_tcp_connection_is_closed_and_stop_closes_the_rest(
+    upstream: int,
+) -> None:
+    port = _free_dns_port()
+    server = ServiceNameServer(
+        port=port, nameservers=[UPSTREAM], nameserver_port=upstream, tcp_idle_timeout=0.3
+    )
+    await server.start()
+    await server.apply(_snapshot())
+    try:
+        r, w = await asyncio.open_connection(FRONT_GW, port, local_addr=(WEB_IP, 0))
+        packet = DNSRecord.question("web").pack()
+        w.write(len(packet).to_bytes(2, "big") + packet)
+        size = int.from_bytes(await asyncio.wait_for(r.readexactly(2), 5), "big")
+        await r.readexactly(size)
+        assert await asyncio.wait_for(r.read(), 2) == b""  # closed once idle
+        w.close()
+        assert not server.tcp_clients
+
+        r2, w2 = await asyncio.open_connection(FRONT_GW, port, local_addr=(WEB_IP, 0))
+        await asyncio.sleep(0.05)
+        assert len(server.tcp_clients) == 1
+    finally:
+        await server.stop()
+    assert await asyncio.wait_for(r2.read(), 2) == b""  # stop() closed it
+    w2.close()
