@@ -114,6 +114,12 @@ class JoinRequest(Frozen, frozen=True):
     advertise_addr: str
     api_port: int
 
+    def __repr__(self) -> str:  # never the token's secret, should it be logged
+        return (
+            f"JoinRequest(hostname={self.hostname!r}, advertise_addr={self.advertise_addr!r}, "
+            f"api_port={self.api_port}, secret=<hidden>)"
+        )
+
 
 class JoinResponse(Frozen, frozen=True):
     node_id: str
@@ -128,7 +134,17 @@ class JoinResponse(Frozen, frozen=True):
     etcd_initial_cluster: dict[str, str] = {}
     address_pool: str = ""
 
+    def __repr__(self) -> str:  # never the CA key or the cluster key
+        keys = "<hidden>" if self.ca_key_pem or self.cluster_key else "<none>"
+        return (
+            f"JoinResponse(node_id={self.node_id!r}, cluster_id={self.cluster_id!r}, "
+            f"role={self.role!r}, managers={self.managers!r}, keys={keys})"
+        )
+
 
 class JoinTokens(Frozen, frozen=True):
     worker: str
     manager: str
+
+    def __repr__(self) -> str:
+        return "JoinTokens(worker=<hidden>, manager=<hidden>)"

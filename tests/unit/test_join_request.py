@@ -6,7 +6,7 @@ import msgspec
 import pytest
 
 from swarmlite.api.join import decode_join
-from swarmlite.api.models import JoinRequest
+from swarmlite.api.models import JoinRequest, JoinResponse, JoinTokens
 from swarmlite.errors import SpecError
 from swarmlite.security.ca import cert_dns_names
 
@@ -40,3 +40,30 @@ def test_the_cli_takes_only_an_ip_as_advertise_address() -> None:
     assert advertise_addr("FD00::5") == "fd00::5"
     with pytest.raises(SpecError, match="--advertise-addr takes an IP address, not 'eth0'"):
         advertise_addr("eth0")
+
+
+def test_join_bodies_never_show_their_secrets_in_a_repr() -> None:
+    request = JoinRequest(
+        secret="s3cr3t-token", csr_pem="csr", hostname="n1", advertise_addr="10.0.0.5", api_port=1
+    )
+    response = JoinResponse(
+        node_id="n1",
+        cluster_id="c1",
+        role="manager",
+        cert_pem="cert",
+        ca_pem="ca",
+        managers=("10.0.0.1:4377",),
+        ca_key_pem="-----BEGIN PRIVATE KEY-----ca-key",
+        cluster_key="Y2x1c3Rlci1rZXk=",
+    )
+    tokens = JoinTokens(worker="SWLTKN-1-abc-wsecret", manager="SWLTKN-1-abc-msecret")
+    for obj, secrets in (
+        (request, ("s3cr3t-token",)),
+        (response, ("ca-key", "Y2x1c3Rlci1rZXk=")),
+        (tokens, ("wsecret", "msecret")),
+    ):
+        shown = f"{obj!r} {obj!s} {[obj]}"
+        assert "<hidden>" in shown
+        for secret in secrets:
+            assert secret not in shown, (type(obj).__name__, secret)
+    assert "hostname='n1'" in repr(request) and "node_id='n1'" in repr(response)
