@@ -71,10 +71,10 @@ def assign_ports(spec: ServiceSpec, old: Service | None, used: set[int]) -> dict
     ]
     previous = {port_key(p) for p in old.spec.ports} if old is not None else set()
     out: dict[str, int] = {}
-    for key, number in keep.items():
-        if (key in previous or key in wanted) and number not in used:
-            out[key] = number
-            used.add(number)
+    for key, kept in keep.items():
+        if (key in previous or key in wanted) and kept not in used:
+            out[key] = kept
+            used.add(kept)
     free = (n for n in ASSIGNED_RANGE if n not in used)
     for key in wanted:
         if key not in out:
