@@ -111,7 +111,8 @@ def test_secrets_and_configs_end_to_end(node: SwarmNode, tmp_path: Path) -> None
     assert len(cids) == 2
     for cid in cids:
         assert exec_in(cid, "cat", "/run/secrets/token") == SECRET_V1
-        assert exec_in(cid, "stat", "-c", "%a", "/run/secrets/token") == "400"
+        # 0444 by default, as the Compose spec and Swarm: a non-root `user:` can read it.
+        assert exec_in(cid, "stat", "-c", "%a", "/run/secrets/token") == "444"
         assert exec_in(cid, "cat", "/etc/shared") == SHARED_V1
         assert exec_in(cid, "stat", "-c", "%a", "/etc/shared") == "440"
         assert exec_in(cid, "cat", "/etc/app.conf") == "listen=8080"
