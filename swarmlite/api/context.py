@@ -12,13 +12,13 @@ import msgspec
 from aiohttp import web
 
 from swarmlite.agent.runtime import DockerRuntime
-from swarmlite.errors import NotFoundError, SpecError
+from swarmlite.errors import ConflictError, NotFoundError, SpecError
 from swarmlite.manager.dispatcher import Dispatcher
 from swarmlite.manager.leader import LeaderElection
 from swarmlite.security.keeper import SecretKeeper
 from swarmlite.spec.objects import Service
 from swarmlite.store.cache import ClusterState, StateCache
-from swarmlite.store.store import Store, Versioned
+from swarmlite.store.store import Delete, Put, Store, Versioned
 
 VERSION = "0.1.0"
 
@@ -71,6 +71,19 @@ async def _fresh(ctx: ApiContext, after: int) -> ClusterState:
     while ctx.cache.view().revision < after and time.monotonic() < deadline:
         await ctx.cache.wait_changed(ctx.cache.version, timeout=0.2)
     return ctx.cache.view()
+
+
+async def commit_fresh(ctx: ApiContext, ops: list[Put | Delete], seen: int) -> bool:
+    """Commit ``ops`` and wait for the cache to show them; False if a compare-and-swap
+    lost, after waiting (at most 0.5 s) for the cache to move past ``seen``, the
+    version the ops were read at, so the caller's next try reads what won."""
+    try:
+        revision = await ctx.store.commit(ops)
+    except ConflictError:
+        await ctx.cache.wait_changed(seen, timeout=0.5)
+        return False
+    await _fresh(ctx, revision)
+    return True
 
 
 def find_service(state: ClusterState, name: str) -> Versioned[Service]:

@@ -16,6 +16,7 @@ import time
 import msgspec
 from aiohttp import web
 
+from swarmlite.api.context import commit_fresh
 from swarmlite.api.models import RemoveResult
 from swarmlite.api.secret_models import FileCreate, FileSummary, FileUpdate, FileUpdateResult
 from swarmlite.api.server import CTX, ApiContext, _fresh
@@ -188,12 +189,8 @@ async def remove(request: web.Request, kind: Kind) -> web.Response:
         cluster = state.cluster_entry
         if cluster is not None:
             ops.append(Put(cluster.value, cluster.revision))
-        try:
-            revision = await ctx.store.commit(ops)
-        except ConflictError:
-            await ctx.cache.wait_changed(seen, timeout=0.5)
+        if not await commit_fresh(ctx, ops, seen):
             continue
-        await _fresh(ctx, revision)
         log.info("%s=%s removed", kind, found.value.name)
         return _json(RemoveResult(removed=(found.value.name,)))
     raise ConflictError(

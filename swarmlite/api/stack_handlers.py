@@ -9,7 +9,7 @@ from collections.abc import Mapping
 import msgspec
 from aiohttp import web
 
-from swarmlite.api.context import ApiContext, _ctx, _fresh, _json
+from swarmlite.api.context import ApiContext, _ctx, _fresh, _json, commit_fresh
 from swarmlite.api.models import RemoveResult, StackSummary
 from swarmlite.errors import ConflictError, NotFoundError, SpecError
 from swarmlite.manager.dependencies import removal_order
@@ -151,12 +151,8 @@ async def _remove_services(
                 ops.append(Put(cluster.value, cluster.revision))
         if not ops:
             return set(), kept
-        try:
-            revision = await ctx.store.commit(ops)
-        except ConflictError:
-            await ctx.cache.wait_changed(seen, timeout=0.5)
+        if not await commit_fresh(ctx, ops, seen):
             continue
-        await _fresh(ctx, revision)
         return {v.value.id for v in found}, kept
     raise ConflictError(f"stack {stack} kept changing during its removal; try again")
 
