@@ -19,6 +19,7 @@ from swarmlite.api.context import CTX, ApiContext
 from swarmlite.api.server import error_middleware
 from swarmlite.errors import ConflictError
 from swarmlite.limits import MAX_REQUEST_BYTES
+from swarmlite.spec.objects import Service
 from swarmlite.store.cache import _FIELD_OF, ClusterState, StateCache
 from swarmlite.store.store import Delete, Put, Store, Versioned
 
@@ -56,6 +57,25 @@ class MemoryStore(Store):
         """Objects already in the cluster (not counted as commits)."""
         await self.commit([Put(obj, 0) for obj in objects])
         self.commits = 0
+
+
+def deploy_before_delete(store: MemoryStore, kind: type[Any], user: Service) -> list[bool]:
+    """Race ``store``'s next commit that deletes a ``kind``: just before it, a deploy of
+    ``user`` lands (as through another manager, or one this cache has not seen yet),
+    compare-and-swapping the cluster object as deploys do. The list holds True once."""
+    original = store.commit
+    raced: list[bool] = []
+
+    async def commit(ops: Sequence[Put | Delete]) -> int:
+        if not raced and any(isinstance(op, Delete) and op.kind is kind for op in ops):
+            raced.append(True)
+            cluster = store.cache.view().cluster_entry
+            assert cluster is not None
+            await original([Put(user, 0), Put(cluster.value, cluster.revision)])
+        return await original(ops)
+
+    store.commit = commit  # type: ignore[method-assign]
+    return raced
 
 
 def context(store: MemoryStore, **kw: Any) -> ApiContext:

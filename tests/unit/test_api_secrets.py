@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import pytest
 
 from swarmlite.api import secret_handlers
 from swarmlite.errors import ConflictError
 from swarmlite.spec.objects import Cluster, Secret, Service
 from swarmlite.spec.service import FileRef, ServiceSpec
-from swarmlite.store.store import Delete, Put
-from tests.unit.api_harness import MemoryStore, context, serve
+from tests.unit.api_harness import MemoryStore, context, deploy_before_delete, serve
 
 CLUSTER = Cluster(
     id="c1", created_at=0.0, ca_cert_pem="", worker_token_digest="w", manager_token_digest="m"
@@ -35,19 +32,7 @@ async def test_secret_rm_loses_to_a_deploy_that_started_using_it_meanwhile() -> 
     # that a service now uses, whose tasks are then all rejected.
     store = MemoryStore()
     await store.seed(CLUSTER, SECRET)
-    original = store.commit
-    raced = False
-
-    async def commit(ops: Sequence[Put | Delete]) -> int:
-        nonlocal raced
-        if not raced and any(isinstance(op, Delete) and op.kind is Secret for op in ops):
-            raced = True
-            cluster = store.cache.view().cluster_entry
-            assert cluster is not None
-            await original([Put(USER, 0), Put(cluster.value, cluster.revision)])
-        return await original(ops)
-
-    store.commit = commit  # type: ignore[method-assign]
+    raced = deploy_before_delete(store, Secret, USER)
     remove = secret_handlers._bind(secret_handlers.remove, "secret")
     async for api in serve(context(store), [("DELETE", "/v1/secrets/{name}", remove)]):
         with pytest.raises(ConflictError, match="in use by service other_web"):

@@ -4,13 +4,10 @@ rm does; and their removal compare-and-swaps the cluster object, as a deploy doe
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from swarmlite.api import stack_handlers
 from swarmlite.spec.objects import Cluster, Config, Secret, Service
 from swarmlite.spec.service import FileRef, ServiceSpec
-from swarmlite.store.store import Delete, Put
-from tests.unit.api_harness import MemoryStore, context, serve
+from tests.unit.api_harness import MemoryStore, context, deploy_before_delete, serve
 
 ROUTES = [("DELETE", "/v1/stacks/{stack}", stack_handlers.remove_stack)]
 CLUSTER = Cluster(
@@ -60,20 +57,8 @@ async def test_stack_rm_loses_to_a_deploy_that_started_using_its_config_meanwhil
     # compare-and-swaps the cluster object; so must the removal, which then re-reads.
     store = MemoryStore()
     await store.seed(CLUSTER, DB, KEY, CFG, SHOP_WEB)
-    original = store.commit
     user = service("v3", "other", (), ("shop_cfg",))
-    raced = False
-
-    async def commit(ops: Sequence[Put | Delete]) -> int:
-        nonlocal raced
-        if not raced and any(isinstance(op, Delete) and op.kind is Config for op in ops):
-            raced = True
-            cluster = store.cache.view().cluster_entry
-            assert cluster is not None
-            await original([Put(user, 0), Put(cluster.value, cluster.revision)])
-        return await original(ops)
-
-    store.commit = commit  # type: ignore[method-assign]
+    raced = deploy_before_delete(store, Config, user)
     async for api in serve(context(store), ROUTES):
         result = await api.remove_stack("shop")
     state = store.cache.view()
