@@ -7,6 +7,7 @@ import ssl
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
+import msgspec
 import pytest
 
 from swarmlite.agent.containers import ContainerInfo
@@ -17,6 +18,7 @@ from swarmlite.spec.objects import Node, Service, Task, TaskState, TaskStatus
 from swarmlite.spec.service import ServiceSpec
 from swarmlite.store.store import Delete, Put
 from tests.unit.api_harness import MemoryStore
+from tests.unit.test_agent_runner import container, make_task
 from tests.unit.test_proxy_support import free_port
 from tests.unit.test_scheduler_fakes import node
 
@@ -63,23 +65,10 @@ async def test_a_node_whose_engine_cannot_list_its_containers_says_so_in_one_lin
 
 
 def _container(cid: str, service_id: str = "svc", slot: int = 1) -> ContainerInfo:
-    return ContainerInfo(
-        id=cid,
-        name=f"web.{slot}",
-        task_id=f"task-{cid}",
-        service_id=service_id,
-        service_name="shop_web",
-        slot=slot,
-        node_id="n1node1234567890",
-        spec_hash="h",
-        state="running",
-        exit_code=None,
-        health="none",
-        addresses={},
-        started_at=0.0,
-        finished_at=0.0,
-        error="",
+    task = msgspec.structs.replace(
+        make_task(), id=f"task-{cid}", service_id=service_id, slot=slot, node_id="n1node1234567890"
     )
+    return msgspec.structs.replace(container(task, "running"), id=cid, name=f"web.{slot}")
 
 
 class _Events:
