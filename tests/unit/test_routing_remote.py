@@ -106,23 +106,33 @@ def test_parse_host_port(value: str, parsed: tuple[str, int] | None) -> None:
     assert parse_host_port(value) == parsed
 
 
+def _task(
+    tid: str,
+    spec: ServiceSpec,
+    node_id: str,
+    status: TaskStatus,
+    desired: TaskState = TaskState.RUNNING,
+) -> Task:
+    return Task(
+        id=tid,
+        service_id="s1",
+        service_name=spec.full_name,
+        slot=1,
+        spec=spec,
+        spec_version=1,
+        spec_hash="h",
+        node_id=node_id,
+        desired_state=desired,
+        status=status,
+    )
+
+
 def test_build_routes_copies_remote_ports() -> None:
     spec = ServiceSpec(name="web", stack="st", image="img", ports=(PortSpec(target=80),))
     running = TaskStatus(state=TaskState.RUNNING, remote_ports={80: "192.168.1.7:32768"})
 
     def task(tid: str, status: TaskStatus) -> Versioned[Task]:
-        t = Task(
-            id=tid,
-            service_id="s1",
-            service_name="st_web",
-            slot=1,
-            spec=spec,
-            spec_version=1,
-            spec_hash="h",
-            node_id="n2",
-            status=status,
-        )
-        return Versioned(t, 1)
+        return Versioned(_task(tid, spec, "n2", status), 1)
 
     ready = Node(
         id="n2", hostname="h", addr="10.0.0.2", api_port=1, status=NodeStatus(state="ready")
@@ -155,18 +165,7 @@ def test_build_routes_lists_live_unrouted_replicas_apart() -> None:
 
     def task(tid: str, state: TaskState, desired: TaskState = TaskState.RUNNING) -> Task:
         status = TaskStatus(state=state, addresses={NET: f"10.0.0.{len(tid)}{tid[-1]}"})
-        return Task(
-            id=tid,
-            service_id="s1",
-            service_name="st_api",
-            slot=1,
-            spec=spec,
-            spec_version=1,
-            spec_hash="h",
-            node_id="n1",
-            desired_state=desired,
-            status=status,
-        )
+        return _task(tid, spec, "n1", status, desired)
 
     ready = Node(
         id="n1", hostname="h", addr="10.0.0.2", api_port=1, status=NodeStatus(state="ready")
