@@ -252,44 +252,22 @@ async def test_clients_without_a_cluster_certificate_are_refused(cluster: Cluste
 
         foreign = ClusterCA.create("other")
         cert, key = foreign.issue("intruder", "manager", san_ips=[HOST])
+        # Signed by the cluster's own CA, but a worker's: the store is managers' only.
         worker_cert, worker_key = cluster.ca.issue("worker1", "worker", san_ips=[HOST])
-        for label, client in (
-            (
-                "foreign CA's cert and CA",
-                connect_etcd(
-                    HOST,
-                    config.client_port,
-                    cert_pem=cert,
-                    key_pem=key,
-                    ca_pem=foreign.cert_pem,
-                    timeout=2,
-                ),
-            ),
-            (
-                "foreign cert, cluster CA",
-                connect_etcd(
-                    HOST,
-                    config.client_port,
-                    cert_pem=cert,
-                    key_pem=key,
-                    ca_pem=cluster.ca.cert_pem,
-                    timeout=2,
-                ),
-            ),
-            (
-                # Signed by the cluster's own CA, but a worker's: the store is managers' only.
-                "worker cert, cluster CA",
-                connect_etcd(
-                    HOST,
-                    config.client_port,
-                    cert_pem=worker_cert,
-                    key_pem=worker_key,
-                    ca_pem=cluster.ca.cert_pem,
-                    timeout=2,
-                ),
-            ),
-            ("plaintext", connect_etcd(HOST, config.client_port, timeout=2)),
+        for label, (cert_pem, key_pem, ca_pem) in (
+            ("foreign CA's cert and CA", (cert, key, foreign.cert_pem)),
+            ("foreign cert, cluster CA", (cert, key, cluster.ca.cert_pem)),
+            ("worker cert, cluster CA", (worker_cert, worker_key, cluster.ca.cert_pem)),
+            ("plaintext", (None, None, None)),
         ):
+            client = connect_etcd(
+                HOST,
+                config.client_port,
+                cert_pem=cert_pem,
+                key_pem=key_pem,
+                ca_pem=ca_pem,
+                timeout=2,
+            )
             try:
                 with pytest.raises(aetcd.exceptions.ClientError) as err:
                     await client.get(b"/swarmlite/test")
