@@ -202,7 +202,8 @@ def finish_update(
     service: Service, tasks: Sequence[Task], slots: int, now: float, plan: Plan
 ) -> None:
     """Mark the update completed once every slot runs the current version and the
-    newest task has run for ``monitor`` seconds; call only when the plan does nothing."""
+    newest task has run for ``monitor`` seconds since it first ran; call only when the
+    plan does nothing."""
     status = service.update_status
     if status.state not in ACTIVE:
         return
@@ -211,8 +212,11 @@ def finish_update(
         not is_current(service, t) or t.status.state != TaskState.RUNNING for t in live
     ):
         return
+    # From when each first ran: a later running report (an agent that reconnected)
+    # does not restart its watch.
     newest = max(
-        (t.status.timestamp for t in live if t.created_at >= status.started_at), default=0.0
+        (t.running_at or t.status.timestamp for t in live if t.created_at >= status.started_at),
+        default=0.0,
     )
     monitor = active_config(service).monitor
     if now < newest + monitor:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import msgspec
 
-from swarmlite.manager.updater import begin_update, update_failures
+from swarmlite.manager.reconcile import Plan
+from swarmlite.manager.updater import begin_update, finish_update, update_failures
 from swarmlite.spec.objects import Task, TaskState, TaskStatus
 from swarmlite.spec.service import HealthCheck
 from tests.unit.test_reconcile import NAME, T0, service, task
@@ -94,3 +95,20 @@ def test_a_task_waiting_for_its_images_own_healthcheck_gets_time_for_a_first_che
     assert failure.reason == (
         f"task {NAME}.1 not running within 70s (starting: waiting for healthcheck)"
     )
+
+
+def test_the_update_completes_monitor_after_the_newest_task_first_ran() -> None:
+    # A task running since T0 + 2 and reported running again at T0 + 9 (an agent that
+    # reconnected, say) has run for monitor (5 s) by T0 + 8: the update is complete.
+    v1 = service()
+    v2 = begin_update(v1, msgspec.structs.replace(v1.spec, image="nginx:2"), T0)
+    tasks = [
+        with_status(
+            with_status(task(v2, s, S.STARTING, created=T0), S.RUNNING, T0 + 2), S.RUNNING, T0 + 9
+        )
+        for s in (1, 2, 3)
+    ]
+    assert all(t.running_at == T0 + 2 for t in tasks)
+    plan = Plan()
+    finish_update(v2, tasks, 3, T0 + 8, plan)
+    assert plan.service is not None and plan.service.update_status.state == "completed"
