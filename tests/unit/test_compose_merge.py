@@ -129,3 +129,38 @@ def test_malformed_mounts_in_an_override_are_reported_not_a_crash(tmp_path: Path
         load_stack(paths, environ={})
     found = [(e.file, e.line, e.key) for e in info.value.errors]
     assert (str(paths[1]), 4, "volumes") in found
+
+
+def test_reset_and_override_tags(tmp_path: Path) -> None:
+    base = """
+    services:
+      web:
+        image: app:1
+        command: ["a", "b"]
+        ports: ["8080:80"]
+        environment: {A: "1", B: "2"}
+        deploy: {replicas: 3}
+        labels: {gone: !reset x, kept: "1"}
+    """
+    over = """
+    services:
+      web:
+        command: !reset null
+        ports: !override ["9090:80"]
+        environment: {A: !reset , C: "3"}
+        deploy: !reset {}
+    """
+    web = load_stack(files(tmp_path, base, over), environ={}).services[0]
+    assert web.command is None  # reset, not the string "null"
+    assert web.ports == (PortSpec(target=80, published=9090),)  # replaced, not appended
+    assert web.environment == {"B": "2", "C": "3"}
+    assert web.replicas == 1
+    assert web.labels == {"kept": "1"}  # a !reset in the same file removes the key too
+
+
+def test_unknown_yaml_tag_is_refused_with_its_line(tmp_path: Path) -> None:
+    paths = files(tmp_path, "services:\n  web:\n    image: x\n    command: !shell echo hi\n")
+    with pytest.raises(ComposeError) as info:
+        load_stack(paths, environ={})
+    assert (info.value.file, info.value.line) == (str(paths[0]), 4)
+    assert "!shell" in str(info.value)

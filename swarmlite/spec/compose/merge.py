@@ -9,6 +9,9 @@ follow their own rule (Compose's merge spec):
   independent entries: appended, an identical entry kept once.
 * ``volumes``: merged by container path; a later file's mount on the same path wins.
 * anything else (``command``, ``entrypoint``, ``healthcheck.test``...): overridden.
+
+A value tagged ``!reset`` removes the key (from earlier files and this one); one
+tagged ``!override`` replaces the earlier value whole instead of merging with it.
 """
 
 from __future__ import annotations
@@ -49,30 +52,69 @@ _APPENDED = {
 
 
 def merge_files(trees: list[YMap]) -> YMap:
-    merged = trees[0]
+    merged = _plain_map(trees[0])
     for over in trees[1:]:
         merged = _merge_top(merged, over)
     return merged
+
+
+def _plain(node: Value) -> Value:
+    """``node`` taken whole: its ``!reset`` keys dropped, its tags spent."""
+    if isinstance(node, YMap):
+        return _plain_map(node)
+    if isinstance(node, YList):
+        return _plain_list(node)
+    return node
+
+
+def _plain_map(node: YMap) -> YMap:
+    out = YMap(node.pos)
+    for key, value in node.items():
+        if node.tags.get(key) != "!reset":
+            out.put(key, _plain(value), node.where(key))
+    return out
+
+
+def _plain_list(node: YList) -> YList:
+    out = YList(node.pos)
+    for i, item in enumerate(node):
+        out.add(_plain(item), node.where(i))
+    return out
 
 
 def _merge_top(base: YMap, over: YMap) -> YMap:
     out = _copy(base)
     for key, value in over.items():
         old = out.get(key)
+        if _tagged(out, over, key):
+            continue
         if key == "services" and isinstance(old, YMap) and isinstance(value, YMap):
             services = _copy(old)
             for name, svc in value.items():
                 prev = services.get(name)
+                if _tagged(services, value, name):
+                    continue
                 if isinstance(prev, YMap) and isinstance(svc, YMap):
                     services.put(name, _merge_map(prev, svc, ""), old.where(name))
                 else:
-                    services.put(name, svc, value.where(name))
+                    services.put(name, _plain(svc), value.where(name))
             out.put(key, services, base.where(key))
         elif isinstance(old, YMap) and isinstance(value, YMap):
             out.put(key, _merge_map(old, value, None), base.where(key))
         else:
-            out.put(key, value, over.where(key))
+            out.put(key, _plain(value), over.where(key))
     return out
+
+
+def _tagged(out: YMap, over: YMap, key: str) -> bool:
+    """Apply ``over``'s ``!reset`` or ``!override`` of ``key`` to ``out``; True if done."""
+    tag = over.tags.get(key)
+    if tag == "!reset":
+        out.pop(key, None)
+        out.key_pos.pop(key, None)
+    elif tag == "!override":
+        out.put(key, _plain(over[key]), over.where(key))
+    return tag is not None
 
 
 def _merge_map(base: YMap, over: YMap, path: str | None) -> YMap:
@@ -81,8 +123,10 @@ def _merge_map(base: YMap, over: YMap, path: str | None) -> YMap:
     for key, value in over.items():
         sub = None if path is None else (f"{path}.{key}" if path else key)
         old = out.get(key)
+        if _tagged(out, over, key):
+            continue
         if key not in out:
-            new: Value = value
+            new: Value = _plain(value)
         elif (
             sub in _MAPPING_LIKE
             and isinstance(old, YMap | YList)
@@ -90,13 +134,13 @@ def _merge_map(base: YMap, over: YMap, path: str | None) -> YMap:
         ):
             new = _merge_map(_as_map(old), _as_map(value), sub)
         elif sub in _APPENDED and old is not None and value is not None:
-            new = _append(_as_list(old, out.where(key)), _as_list(value, over.where(key)))
+            new = _append(_as_list(old, out.where(key)), _as_list(_plain(value), over.where(key)))
         elif sub == "volumes" and isinstance(old, YList) and isinstance(value, YList):
-            new = _merge_volumes(old, value)
+            new = _merge_volumes(old, _plain_list(value))
         elif isinstance(old, YMap) and isinstance(value, YMap):
             new = _merge_map(old, value, sub)
         else:
-            new = value
+            new = _plain(value)
         out.put(key, new, over.where(key))
     return out
 

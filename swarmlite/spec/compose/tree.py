@@ -18,12 +18,14 @@ class Pos(NamedTuple):
 class YMap(dict[str, "Value"]):
     """A mapping that remembers where it and each of its keys were written."""
 
-    __slots__ = ("key_pos", "pos")
+    __slots__ = ("key_pos", "pos", "tags")
 
     def __init__(self, pos: Pos) -> None:
         super().__init__()
         self.pos = pos
         self.key_pos: dict[str, Pos] = {}
+        # key -> "!reset" or "!override", as written on its value; read by the merge
+        self.tags: dict[str, str] = {}
 
     def put(self, key: str, value: Value, pos: Pos) -> None:
         self[key] = value

@@ -2,6 +2,9 @@
 
 ruamel.yaml's round-trip loader keeps each key's line (``.lc``), which the later
 stages need to say *where* a problem is, even after several files are merged.
+
+Compose's ``!reset`` and ``!override`` tags on a mapping's value are kept in the
+parent's ``tags`` for the merge; any other local tag (``!foo``) is refused.
 """
 
 from __future__ import annotations
@@ -44,20 +47,53 @@ def load_yaml(path: Path) -> YMap:
     return tree
 
 
+_MERGE_TAGS = ("!reset", "!override")
+
+
+def _local_tag(node: object, file: str, line: int) -> str | None:
+    """``!reset``/``!override`` of a node, None for no tag or a standard ``!!`` one."""
+    tag = getattr(getattr(node, "tag", None), "value", None)
+    if not isinstance(tag, str) or not tag.startswith("!") or tag.startswith("!!"):
+        return None
+    if tag not in _MERGE_TAGS:
+        raise ComposeError(
+            f"unknown YAML tag {tag}: Compose files know only !reset and !override",
+            file=file,
+            line=line,
+        )
+    return tag
+
+
 def _convert(node: object, file: str, line: int) -> Value:
     if isinstance(node, CommentedMap):
         own = Pos(file, node.lc.line + 1)
         out = YMap(own)
+        # A tagged flow collection (`!override [a]`) has no per-item lines (data None).
+        lines = node.lc.data or {}
         for key, value in node.items():
             # Keys pulled in by a `<<:` merge have no line of their own here.
-            kline = node.lc.data[key][0] + 1 if key in node.lc.data else own.line
+            kline = lines[key][0] + 1 if key in lines else own.line
+            tag = _local_tag(value, file, kline)
+            if tag == "!reset":
+                out.tags[str(key)] = tag
+                out.put(str(key), None, Pos(file, kline))
+                continue
+            if tag is not None:
+                out.tags[str(key)] = tag
             out.put(str(key), _convert(value, file, kline), Pos(file, kline))
         return out
     if isinstance(node, CommentedSeq):
         own = Pos(file, node.lc.line + 1)
         seq = YList(own)
+        lines = node.lc.data or {}
         for i, value in enumerate(node):
-            iline = node.lc.data[i][0] + 1 if i in node.lc.data else own.line
+            iline = lines[i][0] + 1 if i in lines else own.line
+            if _local_tag(value, file, iline) is not None:
+                raise ComposeError(
+                    "!reset and !override tag a mapping's value, not a list item",
+                    file=file,
+                    line=iline,
+                )
             seq.add(_convert(value, file, iline), Pos(file, iline))
         return seq
     if node is None or isinstance(node, bool):
