@@ -162,8 +162,10 @@ class HttpProxyConnection(asyncio.Protocol):
                 return
             if low == b"x-forwarded-proto":
                 return
-            if low == b"transfer-encoding" and b"chunked" in value.lower():
-                req.chunked = True
+            if low == b"transfer-encoding":
+                req.transfer_encoding = True
+                if b"chunked" in value.lower():
+                    req.chunked = True
         req.headers += (name, b": ", value, b"\r\n")
 
     def on_headers_complete(self) -> None:
@@ -172,6 +174,11 @@ class HttpProxyConnection(asyncio.Protocol):
         req.method = method = p.get_method()
         req.keep_alive = p.should_keep_alive()
         version = p.get_http_version()
+        if req.transfer_encoding and version == "1.0":
+            # RFC 9112 6.1: framing an HTTP/1.0 backend may read otherwise (by a
+            # Content-Length, or as no body and the chunks as the next request). nginx
+            # refuses it too. Raised, so the parser stops: the client gets a 400.
+            raise ValueError("an HTTP/1.0 request with Transfer-Encoding")
         req.head = b"".join(
             (
                 method,

@@ -36,6 +36,7 @@ class Request:
     forwarded = b""  # the client's X-Forwarded-For values, each with ", "
     buffered = 0
     chunked = False
+    transfer_encoding = False
     complete = False
     keep_alive = True
     upgrade = False

@@ -260,3 +260,20 @@ async def test_a_client_paused_by_a_full_upstream_reads_again_after_the_response
     finally:
         w.close()
         server.close()
+
+
+async def test_an_http_1_0_request_with_transfer_encoding_is_refused(mesh: MeshProxy) -> None:
+    # RFC 9112 6.1: its framing is faulty. A backend may ignore Transfer-Encoding in
+    # HTTP/1.0 and read the chunks as the next request on a kept-alive connection.
+    rec, listen, server = await _listen(mesh)
+    try:
+        got = await _send(
+            listen,
+            b"POST / HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n",
+            0,
+        )
+        assert got.startswith(b"HTTP/1.1 400 ")
+        assert rec.heads == []
+    finally:
+        server.close()
