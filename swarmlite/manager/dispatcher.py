@@ -307,6 +307,11 @@ class Dispatcher:
         applied = 0
         for update in updates:
             current = self._cache.view().tasks.get(update.task_id)
+            if current is None or current.value.node_id != node_id:
+                # This manager's view may not have the task (or its placement) yet: the
+                # agent had it from another manager. The agent does not send it again,
+                # so ask the store before dropping the report.
+                current = await self._store.get(Task, update.task_id)
             for _ in range(5):
                 if current is None or current.value.node_id != node_id:
                     break

@@ -1,0 +1,91 @@
+"""The dispatcher applies agents' status reports: compare-and-swap, only forward, and
+read from the store when this manager's view has not seen the task yet."""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+from typing import Any
+
+from swarmlite.api.agent_protocol import TaskUpdate
+from swarmlite.errors import ConflictError
+from swarmlite.manager.dispatcher import Dispatcher
+from swarmlite.spec.objects import Task, TaskStatus
+from swarmlite.store.cache import ClusterState
+from swarmlite.store.store import Store, Versioned
+from tests.unit.test_reconcile import S, service, task
+
+
+class MemoryStore(Store):
+    """Tasks by id; a write names the revision it read, or it conflicts."""
+
+    def __init__(self) -> None:
+        self.tasks: dict[str, Versioned[Task]] = {}
+        self.revision = 0
+
+    def put(self, t: Task) -> Versioned[Task]:
+        self.revision += 1
+        self.tasks[t.id] = Versioned(t, self.revision)
+        return self.tasks[t.id]
+
+    async def get(self, kind: type[Any], obj_id: str) -> Versioned[Any] | None:
+        return self.tasks.get(obj_id)
+
+    async def update(self, old: Versioned[Any], new: Any) -> Versioned[Any]:
+        stored = self.tasks.get(new.id)
+        if stored is None or stored.revision != old.revision:
+            raise ConflictError(f"{new.id} changed since revision {old.revision}")
+        return self.put(new)
+
+
+class FixedCache:
+    """A manager's view, as far as it has got."""
+
+    def __init__(self, tasks: dict[str, Versioned[Task]]) -> None:
+        self.state = ClusterState(tasks=MappingProxyType(dict(tasks)))
+
+    def view(self) -> ClusterState:
+        return self.state
+
+
+def dispatcher(store: MemoryStore, cache: FixedCache) -> Dispatcher:
+    return Dispatcher(store, cache, client=None, manager_id="m1")  # type: ignore[arg-type]
+
+
+def running(at: float) -> TaskStatus:
+    return TaskStatus(state=S.RUNNING, message="running", timestamp=at)
+
+
+async def test_a_report_for_a_task_this_managers_view_lacks_is_applied() -> None:
+    # The agent had the task from another manager; this one's watch is a little behind.
+    store = MemoryStore()
+    assigned = store.put(task(service(), 1, S.ASSIGNED))
+    disp = dispatcher(store, FixedCache({}))
+    applied = await disp.apply_status("n1", [TaskUpdate(assigned.value.id, running(2000.0))])
+    assert applied == 1
+    assert store.tasks[assigned.value.id].value.status.state == S.RUNNING
+
+
+async def test_a_report_for_a_task_placed_here_after_the_view_is_applied() -> None:
+    store = MemoryStore()
+    pending = task(service(), 1, S.PENDING, node_id="")
+    cache = FixedCache({pending.id: store.put(pending)})
+    placed = store.put(task(service(), 1, S.ASSIGNED, node_id="n1"))
+    disp = dispatcher(store, cache)
+    assert await disp.apply_status("n1", [TaskUpdate(placed.value.id, running(2000.0))]) == 1
+
+
+async def test_reports_for_deleted_tasks_or_other_nodes_are_dropped() -> None:
+    store = MemoryStore()
+    elsewhere = store.put(task(service(), 2, S.ASSIGNED, node_id="n2"))
+    disp = dispatcher(store, FixedCache({}))
+    updates = [TaskUpdate("gone", running(2000.0)), TaskUpdate(elsewhere.value.id, running(2000.0))]
+    assert await disp.apply_status("n1", updates) == 0
+    assert store.tasks[elsewhere.value.id] == elsewhere
+
+
+async def test_a_late_report_of_an_earlier_state_is_dropped() -> None:
+    store = MemoryStore()
+    done = store.put(task(service(), 1, S.COMPLETE))
+    disp = dispatcher(store, FixedCache({done.value.id: done}))
+    assert await disp.apply_status("n1", [TaskUpdate(done.value.id, running(2000.0))]) == 0
+    assert store.tasks[done.value.id] == done
