@@ -122,3 +122,32 @@ def test_interpolated_value_is_type_checked_after_interpolation(tmp_path: Path) 
     path = write(tmp_path, "services:\n  web:\n    image: a\n    deploy: {replicas: '${N}'}\n")
     with pytest.raises(ComposeError, match="must be an integer, not 'three'"):
         load_stack([path], environ={"N": "three"})
+
+
+def test_dotenv_values_are_interpolated_except_single_quoted(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text(
+        "BASE=/opt\nBIN=${BASE}/bin\nDQ=\"$BASE/x\"\nLIT='${BASE}'\nDFLT=${NOPE:-d}\n"
+    )
+    path = write(tmp_path, "services:\n  web:\n    image: a\n    command: $BIN $DQ $LIT $DFLT\n")
+    web = load_stack([path], environ={}).services[0]
+    assert web.command == ("/opt/bin", "/opt/x", "${BASE}", "d")
+    # The real environment is looked up first, also for the .env file's own references.
+    web = load_stack([path], environ={"BASE": "/usr"}).services[0]
+    assert web.command == ("/usr/bin", "/usr/x", "${BASE}", "d")
+
+
+def test_env_file_values_are_interpolated(tmp_path: Path) -> None:
+    (tmp_path / "a.env").write_text("HOST=db\n")
+    (tmp_path / "b.env").write_text("URL=pg://${HOST}:${PORT}/x\nRAW='$HOST'\n")
+    path = write(tmp_path, "services:\n  web:\n    image: a\n    env_file: [a.env, b.env]\n")
+    web = load_stack([path], environ={"PORT": "5432"}).services[0]
+    assert web.environment == {"HOST": "db", "URL": "pg://db:5432/x", "RAW": "$HOST"}
+
+
+def test_required_variable_in_dotenv_names_its_line(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("A=1\nB=${MISSING:?set it}\n")
+    path = write(tmp_path, "services:\n  web:\n    image: a\n")
+    with pytest.raises(ComposeError) as info:
+        load_stack([path], environ={})
+    assert (info.value.file, info.value.line) == (str(tmp_path / ".env"), 2)
+    assert "required variable MISSING is missing a value: set it" in str(info.value)

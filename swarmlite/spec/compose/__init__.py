@@ -73,7 +73,7 @@ def _environment(first: Path, environ: Mapping[str, str]) -> dict[str, str]:
     dotenv = first.parent / ".env"
     if dotenv.is_file():
         try:
-            entries = read_env_file(dotenv)
+            entries = read_env_file(dotenv, environ)
         except EnvFileError as exc:
             raise ComposeError(str(exc), file=str(dotenv), line=exc.line) from None
         for key, value, _ in entries:

@@ -1,8 +1,17 @@
-"""Reads ``.env`` and ``env_file`` files: ``KEY=VALUE`` lines, ``#`` comments."""
+"""Reads ``.env`` and ``env_file`` files: ``KEY=VALUE`` lines, ``#`` comments.
+
+Unquoted and double-quoted values are interpolated as the compose file is
+(``${VAR}``, ``${VAR:-default}``...), from ``lookup`` first, then from the
+file's own earlier entries, as Compose does; single-quoted values are literal.
+"""
 
 from __future__ import annotations
 
+from collections import ChainMap
+from collections.abc import Mapping
 from pathlib import Path
+
+from .interpolate import InterpolationError, substitute
 
 
 class EnvFileError(ValueError):
@@ -11,7 +20,9 @@ class EnvFileError(ValueError):
         self.line = line
 
 
-def read_env_file(path: Path) -> list[tuple[str, str | None, int]]:
+def read_env_file(
+    path: Path, lookup: Mapping[str, str] | None = None
+) -> list[tuple[str, str | None, int]]:
     """Entries as (key, value, line); value None for a bare ``KEY`` (taken from environ)."""
     try:
         text = path.read_text(encoding="utf-8")
@@ -24,6 +35,8 @@ def read_env_file(path: Path) -> list[tuple[str, str | None, int]]:
     except ValueError as exc:  # a NUL byte in the path
         raise EnvFileError(f"cannot read env file {str(path)!r}: {exc}") from None
     entries: list[tuple[str, str | None, int]] = []
+    earlier: dict[str, str] = {}
+    names = ChainMap(dict(lookup or {}), earlier)
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
@@ -34,11 +47,22 @@ def read_env_file(path: Path) -> list[tuple[str, str | None, int]]:
         key = key.strip()
         if not key or any(c.isspace() for c in key):
             raise EnvFileError(f"invalid line in env file {str(path)!r}: {raw!r}", number)
-        entries.append((key, _unquote(value.strip()) if sep else None, number))
+        if not sep:
+            entries.append((key, None, number))
+            continue
+        text, literal = _unquote(value.strip())
+        if not literal and "$" in text:
+            try:
+                text = substitute(text, names, set())
+            except InterpolationError as exc:
+                raise EnvFileError(f"env file {str(path)!r}: {exc}", number) from None
+        earlier[key] = text
+        entries.append((key, text, number))
     return entries
 
 
-def _unquote(value: str) -> str:
+def _unquote(value: str) -> tuple[str, bool]:
+    """The value without its quotes, and whether it is literal (single-quoted)."""
     quote = value[:1]
     if quote in ("'", '"'):
         end = 1  # the closing quote; a double-quoted \" does not close
@@ -48,7 +72,9 @@ def _unquote(value: str) -> str:
         if end < len(value) and (not rest or rest.startswith("#")):  # "x" # comment
             inner = value[1:end]
             # Double quotes allow the usual escapes; single quotes are literal.
-            return inner.replace("\\n", "\n").replace('\\"', '"') if quote == '"' else inner
+            if quote == "'":
+                return inner, True
+            return inner.replace("\\n", "\n").replace('\\"', '"'), False
     # An unquoted value ends at a " #" comment.
     hash_at = value.find(" #")
-    return value[:hash_at].rstrip() if hash_at >= 0 else value
+    return (value[:hash_at].rstrip() if hash_at >= 0 else value), False

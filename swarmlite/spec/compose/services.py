@@ -125,7 +125,7 @@ def _command(r: Reader, key: str) -> tuple[str, ...] | None:
 def _environment(r: Reader, environ: Mapping[str, str]) -> dict[str, str]:
     """env_file entries first, then ``environment``; a bare KEY comes from environ."""
     out: dict[str, str] = {}
-    for key, value in _env_files(r):
+    for key, value in _env_files(r, environ):
         _set_env(out, key, value, environ)
     for key, value in (r.str_map("environment") or {}).items():
         _set_env(out, key, value, environ)
@@ -141,7 +141,8 @@ def _set_env(out: dict[str, str], key: str, value: str | None, environ: Mapping[
         out[key] = value
 
 
-def _env_files(r: Reader) -> list[tuple[str, str | None]]:
+def _env_files(r: Reader, environ: Mapping[str, str]) -> list[tuple[str, str | None]]:
+    """Entries of every env_file; ``${VAR}`` in one reads earlier files, then environ."""
     value = r.get("env_file")
     if value is None:
         return []
@@ -169,7 +170,8 @@ def _env_files(r: Reader) -> list[tuple[str, str | None]]:
         if not os.path.exists(full) and not required:
             continue
         try:
-            out.extend((k, v) for k, v, _ in read_env_file(Path(full)))
+            earlier = {k: v for k, v in out if v is not None}
+            out.extend((k, v) for k, v, _ in read_env_file(Path(full), {**environ, **earlier}))
         except EnvFileError as exc:
             where = f" (line {exc.line} of the env file)" if exc.line else ""
             r.error("env_file", f"{exc}{where}", pos=pos)
