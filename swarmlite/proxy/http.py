@@ -26,7 +26,13 @@ from typing import cast
 import httptools
 
 from swarmlite.proxy.context import PRECONNECT_LIMIT, WRITE_HIGH_WATER, ProxyContext, connect_any
-from swarmlite.proxy.http_request import BOUNDARY, PLAIN_REQUEST, Request, error_response
+from swarmlite.proxy.http_request import (
+    BOUNDARY,
+    MAX_REQUEST_HEAD,
+    PLAIN_REQUEST,
+    Request,
+    error_response,
+)
 from swarmlite.proxy.http_upstream import P_UPSTREAM, HttpUpstream, UpstreamPool
 from swarmlite.proxy.table import ListenerRoute, Target
 
@@ -58,6 +64,7 @@ class HttpProxyConnection(asyncio.Protocol):
         self._closed = False
         self._tunnel = False
         self._tunnel_buf: list[bytes] = []
+        self._head_bytes = 0  # reads of the head being parsed, past its first one
         self.quiet = 0  # ticks without a byte from the client or the bound upstream
 
     # -- client transport ------------------------------------------------------
@@ -91,6 +98,8 @@ class HttpProxyConnection(asyncio.Protocol):
             self._queue.append(req)
             self._dispatch(req)
             return
+        req = self._parsing
+        mid_head = req.head is None and not req.complete
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -102,6 +111,13 @@ class HttpProxyConnection(asyncio.Protocol):
             if self._upstream is None and not self._closed:
                 self.transport.write(error_response("400 Bad Request", "malformed request"))
             self._close()
+        else:
+            # A head still unfinished after a whole read of it: httptools holds it all,
+            # so it is bounded (nginx: 400 past large_client_header_buffers).
+            if mid_head and self._parsing.head is None:
+                self._head_bytes += len(data)
+                if self._head_bytes > MAX_REQUEST_HEAD:
+                    self._fail("431 Request Header Fields Too Large", "request head too large")
 
     def eof_received(self) -> bool:
         self._client_eof = True
@@ -171,6 +187,7 @@ class HttpProxyConnection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         req = self._parsing
         p = self._parser
+        self._head_bytes = 0
         req.method = method = p.get_method()
         req.keep_alive = p.should_keep_alive()
         version = p.get_http_version()

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import re
 
+# A request head split over reads is refused (431) once its reads past the first one
+# exceed this; one read (at most 256 KiB with uvloop) bounds the rest.
+MAX_REQUEST_HEAD = 64 * 1024
+
 # The usual request, whole in one read: an HTTP/1.1 head with no body and no header the
 # proxy acts on (framing, upgrade, X-Forwarded-*; ``Connection: keep-alive`` only, which
 # changes nothing), to an origin-form target or ``*``. It goes out as it came plus

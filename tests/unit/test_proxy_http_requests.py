@@ -9,6 +9,7 @@ framing or hop-by-hop headers, malformed bytes) must not match it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import pytest
@@ -276,4 +277,26 @@ async def test_an_http_1_0_request_with_transfer_encoding_is_refused(mesh: MeshP
         assert got.startswith(b"HTTP/1.1 400 ")
         assert rec.heads == []
     finally:
+        server.close()
+
+
+async def test_an_endless_request_head_is_refused_with_431(mesh: MeshProxy) -> None:
+    # httptools holds an unfinished head whole: without a bound, a client streaming
+    # header lines grew the proxy's memory until the idle timeout.
+    rec, listen, server = await _listen(mesh)
+    r, w = await asyncio.open_connection("127.0.0.1", listen)
+    try:
+        w.write(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        line = b"X-Filler: " + b"a" * 1000 + b"\r\n"
+        got = b""
+        for _ in range(200):  # 800 KB at most, unless answered
+            w.write(line * 4)
+            with contextlib.suppress(TimeoutError):
+                got = await asyncio.wait_for(r.read(4096), 0.005)
+            if got:
+                break
+        assert got.startswith(b"HTTP/1.1 431 ")
+        assert rec.heads == []
+    finally:
+        w.close()
         server.close()
