@@ -228,8 +228,11 @@ class Dispatcher:
                 return
             if not self._cache.connected:
                 # This manager lost its store: let the agent move to another manager.
-                lost_since = lost_since or self._clock()
-                if self._clock() - lost_since > self._heartbeat_ttl:
+                # A duration, so the monotonic clock: a step of the wall clock (NTP)
+                # must not close every session at once, nor keep them open for good.
+                if lost_since is None:
+                    lost_since = time.monotonic()
+                if time.monotonic() - lost_since > self._heartbeat_ttl:
                     log.warning(
                         "closing session node=%s: this manager lost its store", node_id[:12]
                     )

@@ -3,6 +3,8 @@ read from the store when this manager's view has not seen the task yet."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from types import MappingProxyType
 from typing import Any
 
@@ -89,3 +91,44 @@ async def test_a_late_report_of_an_earlier_state_is_dropped() -> None:
     disp = dispatcher(store, FixedCache({done.value.id: done}))
     assert await disp.apply_status("n1", [TaskUpdate(done.value.id, running(2000.0))]) == 0
     assert store.tasks[done.value.id] == done
+
+
+class FakeSocket:
+    def __init__(self) -> None:
+        self.closed = False
+        self.close_message = b""
+
+    async def close(self, *, message: bytes = b"") -> None:
+        self.closed, self.close_message = True, message
+
+    async def send_str(self, data: str) -> None:
+        raise AssertionError("nothing is sent while the store is lost")
+
+
+class Disconnected(FixedCache):
+    connected = False
+
+
+class Beating:
+    def silent_for(self) -> float:
+        return 0.0
+
+
+async def test_a_wall_clock_step_does_not_close_sessions_while_the_store_is_briefly_lost() -> None:
+    wall = iter([100.0] + [100.0 + 3600] * 100)  # NTP steps the clock an hour forward
+    store = MemoryStore()
+    disp = Dispatcher(
+        store,
+        Disconnected({}),  # type: ignore[arg-type]
+        client=None,
+        manager_id="m1",
+        heartbeat_ttl=3,
+        clock=lambda: next(wall),
+    )
+    ws = FakeSocket()
+    loop = asyncio.create_task(disp._send_loop(ws, "n1", Beating()))  # type: ignore[arg-type]
+    await asyncio.sleep(0.7)  # lost for well under the heartbeat's TTL
+    loop.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await loop
+    assert not ws.closed, ws.close_message
