@@ -151,3 +151,25 @@ def test_required_variable_in_dotenv_names_its_line(tmp_path: Path) -> None:
         load_stack([path], environ={})
     assert (info.value.file, info.value.line) == (str(tmp_path / ".env"), 2)
     assert "required variable MISSING is missing a value: set it" in str(info.value)
+
+
+def test_quoted_dotenv_and_env_file_values_may_span_lines(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text('KEY="-----BEGIN KEY-----\nabc\n-----END KEY-----"\nNEXT=1\n')
+    (tmp_path / "app.env").write_text("MOTD='one\n  two'  # comment\nAFTER=2\n")
+    path = write(tmp_path, "services:\n  web:\n    image: a\n    env_file: app.env\n")
+    path.write_text(path.read_text() + "    environment: [KEY, NEXT]\n")
+    web = load_stack([path], environ={}).services[0]
+    assert web.environment == {
+        "MOTD": "one\n  two",
+        "AFTER": "2",
+        "KEY": "-----BEGIN KEY-----\nabc\n-----END KEY-----",
+        "NEXT": "1",
+    }
+
+
+def test_unterminated_quote_in_dotenv_names_its_line(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text('A=1\nB="never closed\nC=3\n')
+    path = write(tmp_path, "services:\n  web:\n    image: a\n")
+    with pytest.raises(ComposeError, match="unterminated quoted value") as info:
+        load_stack([path], environ={})
+    assert (info.value.file, info.value.line) == (str(tmp_path / ".env"), 2)

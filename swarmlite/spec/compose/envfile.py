@@ -37,7 +37,11 @@ def read_env_file(
     entries: list[tuple[str, str | None, int]] = []
     earlier: dict[str, str] = {}
     names = ChainMap(dict(lookup or {}), earlier)
-    for number, raw in enumerate(text.splitlines(), start=1):
+    lines = text.splitlines()
+    index = 0
+    while index < len(lines):
+        number, raw = index + 1, lines[index]
+        index += 1
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
@@ -50,26 +54,41 @@ def read_env_file(
         if not sep:
             entries.append((key, None, number))
             continue
-        text, literal = _unquote(value.strip())
-        if not literal and "$" in text:
+        value = value.strip()
+        # A quoted value may go on over the next lines, up to its closing quote.
+        while value[:1] in ("'", '"') and _closing_quote(value) < 0:
+            if index == len(lines):
+                raise EnvFileError(
+                    f"unterminated quoted value in env file {str(path)!r}: {raw!r}", number
+                )
+            value = f"{value}\n{lines[index]}"
+            index += 1
+        found, literal = _unquote(value)
+        if not literal and "$" in found:
             try:
-                text = substitute(text, names, set())
+                found = substitute(found, names, set())
             except InterpolationError as exc:
                 raise EnvFileError(f"env file {str(path)!r}: {exc}", number) from None
-        earlier[key] = text
-        entries.append((key, text, number))
+        earlier[key] = found
+        entries.append((key, found, number))
     return entries
+
+
+def _closing_quote(value: str) -> int:
+    """Where the quote opening ``value`` closes, -1 if not; a double-quoted \\" does not."""
+    quote, end = value[0], 1
+    while end < len(value) and value[end] != quote:
+        end += 2 if quote == '"' and value[end] == "\\" else 1
+    return end if end < len(value) else -1
 
 
 def _unquote(value: str) -> tuple[str, bool]:
     """The value without its quotes, and whether it is literal (single-quoted)."""
     quote = value[:1]
     if quote in ("'", '"'):
-        end = 1  # the closing quote; a double-quoted \" does not close
-        while end < len(value) and value[end] != quote:
-            end += 2 if quote == '"' and value[end] == "\\" else 1
+        end = _closing_quote(value)
         rest = value[end + 1 :].strip()
-        if end < len(value) and (not rest or rest.startswith("#")):  # "x" # comment
+        if end > 0 and (not rest or rest.startswith("#")):  # "x" # comment
             inner = value[1:end]
             # Double quotes allow the usual escapes; single quotes are literal.
             if quote == "'":
