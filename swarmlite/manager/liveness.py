@@ -15,6 +15,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import aetcd
 import msgspec
@@ -52,22 +53,57 @@ class Heartbeat(BackgroundLoop):
 
     async def _run(self) -> None:
         key = HEARTBEAT_PREFIX + self._node_id.encode()
+        # Once this session's key has been written, it is written again only where it is
+        # missing: a newer session of the node (through another manager, after this one
+        # was cut off) holds it under its own lease, and taking it over would tie it to
+        # this lease, which expires when this stale session ends: the key would vanish
+        # while the newer session lives, and the node be marked down for good.
+        written = False
         while True:
             try:
                 lease = await self._client.lease(self._ttl)
-                await self._client.put(key, self._manager_id.encode(), lease=lease)
-                self._last_beat = time.monotonic()
-                while True:
+                if not written:
+                    await self._client.put(key, self._manager_id.encode(), lease=lease)
+                    written = True
+                elif not await self._put_if_missing(key, lease):
+                    log.warning(
+                        "heartbeat node=%s: another session holds the node's key; leaving it",
+                        self._node_id[:12],
+                    )
                     await asyncio.sleep(self._ttl / 3)
-                    reply = await lease.refresh()
-                    if reply is None or reply.TTL <= 0:
-                        break
-                    self._last_beat = time.monotonic()
+                    continue
+                self._last_beat = time.monotonic()
+                await self._keep(lease)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.warning("heartbeat node=%s failed: %s", self._node_id[:12], exc)
                 await asyncio.sleep(self._ttl / 3)
+
+    async def _keep(self, lease: Any) -> None:
+        """Refresh ``lease`` until etcd says it expired. A failed refresh is tried again
+        on the same lease: while it lives, the key is still this session's."""
+        while True:
+            await asyncio.sleep(self._ttl / 3)
+            try:
+                reply = await lease.refresh()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("heartbeat node=%s not refreshed: %s", self._node_id[:12], exc)
+                continue
+            if reply is None or reply.TTL <= 0:
+                return
+            self._last_beat = time.monotonic()
+
+    async def _put_if_missing(self, key: bytes, lease: Any) -> bool:
+        tx = self._client.transactions
+        ok, _ = await self._client.transaction(
+            compare=[tx.create(key) == 0],
+            success=[tx.put(key, self._manager_id.encode(), lease=lease)],
+            failure=[],
+        )
+        return bool(ok)
 
 
 class NodeMonitor(BackgroundLoop):
