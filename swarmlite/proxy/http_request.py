@@ -41,6 +41,8 @@ class Request:
     buffered = 0
     chunked = False
     transfer_encoding = False
+    upgrade_to = b""  # the client's Upgrade value, sent on only with an upgrade
+    hop: set[bytes] | None = None  # fields named in the client's Connection header
     complete = False
     keep_alive = True
     upgrade = False

@@ -300,3 +300,32 @@ async def test_an_endless_request_head_is_refused_with_431(mesh: MeshProxy) -> N
     finally:
         w.close()
         server.close()
+
+
+async def test_hop_by_hop_fields_of_the_client_are_not_forwarded(mesh: MeshProxy) -> None:
+    # RFC 9110 7.6.1: Connection, the fields it names, Keep-Alive, TE, Proxy-Connection
+    # and an Upgrade not taken belong to the client's connection. A forwarded
+    # "Connection: close" also closed the kept-alive upstream after every request.
+    rec, listen, server = await _listen(mesh)
+    head = (
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close, X-Secret, Content-Length\r\n"
+        b"X-Secret: s\r\nKeep-Alive: timeout=5\r\nTE: trailers\r\n"
+        b"Proxy-Connection: keep-alive\r\nUpgrade: h2c\r\nAccept: */*\r\n\r\n"
+    )
+    try:
+        assert (await _send(listen, head, 0)).endswith(b"ok")
+        assert rec.heads == [b"GET / HTTP/1.1\r\nHost: x\r\nAccept: */*\r\n" + TAIL]
+    finally:
+        server.close()
+
+
+async def test_an_http_1_0_client_asking_keep_alive_has_the_proxy_ask_it_too(
+    mesh: MeshProxy,
+) -> None:
+    rec, listen, server = await _listen(mesh)
+    head = b"GET / HTTP/1.0\r\nConnection: Keep-Alive, X-A\r\nX-A: 1\r\nHost: x\r\n\r\n"
+    try:
+        assert (await _send(listen, head, 1)).endswith(b"ok")
+        assert rec.heads == [b"GET / HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n" + TAIL]
+    finally:
+        server.close()

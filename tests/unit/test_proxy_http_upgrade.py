@@ -10,7 +10,7 @@ import pytest
 
 from swarmlite.proxy.mesh import MeshProxy
 from tests.unit.test_proxy_http import _publish
-from tests.unit.test_proxy_support import BACKEND_IPS, free_port
+from tests.unit.test_proxy_support import BACKEND_IPS, backend, free_port, route, snapshot
 
 
 @dataclass
@@ -68,3 +68,39 @@ async def test_connect_is_refused(mesh: MeshProxy, plain: PlainBackend) -> None:
     data = await _exchange(url, b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com\r\n\r\n")
     assert data.startswith(b"HTTP/1.1 405 Method Not Allowed")
     assert plain.seen == []
+
+
+async def test_an_upgrade_request_names_only_the_upgrade_to_the_backend(
+    mesh: MeshProxy,
+) -> None:
+    heads: list[bytes] = []
+
+    async def serve(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        heads.append(await r.readuntil(b"\r\n\r\n"))
+        w.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n")
+        w.write(await r.read(5))  # echoes the tunnel's first bytes
+        await w.drain()
+        w.close()
+
+    server = await asyncio.start_server(serve, BACKEND_IPS[0], 0)
+    listen = free_port()
+    port = server.sockets[0].getsockname()[1]
+    svc = route(
+        "web", published=listen, target=port, http=True, backends=(backend("s", BACKEND_IPS[0]),)
+    )
+    await mesh.apply(snapshot(svc))
+    r, w = await asyncio.open_connection("127.0.0.1", listen)
+    try:
+        w.write(
+            b"GET / HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, Upgrade\r\n"
+            b"Keep-Alive: 5\r\nUpgrade: x\r\n\r\nhello"
+        )
+        got = await asyncio.wait_for(r.read(), 5)
+        assert got.endswith(b"\r\n\r\nhello")
+        assert heads == [
+            b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: x\r\nConnection: upgrade\r\n"
+            b"X-Forwarded-For: 127.0.0.1\r\nX-Forwarded-Proto: http\r\n\r\n"
+        ]
+    finally:
+        w.close()
+        server.close()
