@@ -308,7 +308,7 @@ class HttpProxyConnection(asyncio.Protocol):
 
     def _bind(self, up: HttpUpstream, req: Request) -> None:
         self._upstream = up
-        up.start(self, method=req.method)
+        up.start(self, req.method, req.keep_alive)
         if self._write_paused:
             up.pause_reading()
         assert req.head is not None

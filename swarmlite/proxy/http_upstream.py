@@ -37,12 +37,15 @@ MAX_HEAD = 64 * 1024  # a longer response head is passed on as is
 _HOP_BY_HOP = (b"connection:", b"keep-alive:")
 
 
-def client_head(head: bytes, *, head_only: bool) -> tuple[bytes, bool]:
+def client_head(head: bytes, *, head_only: bool, closing: bool = False) -> tuple[bytes, bool]:
     """The final response head as the client gets it, and whether it may keep alive.
 
     Only a response whose end the client can see without a close (Content-Length,
-    chunked, 204/304, or the answer to HEAD) can keep the client connection open.
+    chunked, 204/304, or the answer to HEAD) can keep the client connection open. A
+    client that did not ask to keep alive (``closing``) is told ``Connection: close``.
     """
+    if closing:
+        return _rewritten_head(head, head_only=head_only, closing=True)
     low = head.lower()
     # The common heads, checked in C: the line-by-line rewrite below was the costliest
     # step of a proxied request.
@@ -89,7 +92,7 @@ def _hop_free(data: bytes) -> bool:
     return found is not None and found.group(1) is not None
 
 
-def _rewritten_head(head: bytes, *, head_only: bool) -> tuple[bytes, bool]:
+def _rewritten_head(head: bytes, *, head_only: bool, closing: bool = False) -> tuple[bytes, bool]:
     lines = head.split(b"\r\n")
     status = lines[0].split(b" ", 2)
     code = int(status[1]) if len(status) > 1 and status[1].isdigit() else 0
@@ -103,6 +106,8 @@ def _rewritten_head(head: bytes, *, head_only: bool) -> tuple[bytes, bool]:
             delimited = True
         if not low.startswith(_HOP_BY_HOP):
             kept.append(line)
+    if closing:
+        return b"\r\n".join([*kept[:-2], b"Connection: close", b"", b""]), False
     if not delimited:
         return head, False
     # kept ends with the two empty lines of the head's final CRLFCRLF
@@ -205,6 +210,8 @@ class HttpUpstream(asyncio.Protocol):
         self.reused = False
         self.tunnel = False
         self.head_only = False
+        self.closing = False  # the client did not ask to keep alive
+        self._passable = False  # a plain response may pass unparsed (not HEAD, not closing)
         self.got_response = False
         self.done = False
         self.keep_alive = False
@@ -219,9 +226,11 @@ class HttpUpstream(asyncio.Protocol):
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
         self.transport = transport
 
-    def start(self, owner: HttpProxyConnection, method: bytes) -> None:
+    def start(self, owner: HttpProxyConnection, method: bytes, keep_alive: bool = True) -> None:
         self.owner = owner
         self.head_only = method == b"HEAD"
+        self.closing = not keep_alive
+        self._passable = keep_alive and not self.head_only
         self.got_response = False
         self.done = False
         self.client_keep_alive = False
@@ -256,7 +265,7 @@ class HttpUpstream(asyncio.Protocol):
             return
         if (
             self._head == b""  # a response starts: the parser is between messages
-            and not self.head_only
+            and self._passable
             and (plain := _PLAIN_RESPONSE.match(data)) is not None
             and len(data) - plain.end() == int(plain[1])
         ):
@@ -312,7 +321,9 @@ class HttpUpstream(asyncio.Protocol):
             if code[:1] == b"1":  # an interim response: the final head follows
                 out += head
                 continue
-            rewritten, self.client_keep_alive = client_head(head, head_only=self.head_only)
+            rewritten, self.client_keep_alive = client_head(
+                head, head_only=self.head_only, closing=self.closing
+            )
             self._head = None
             if rewritten is head and not out:
                 return whole  # one final head, unchanged
@@ -328,7 +339,7 @@ class HttpUpstream(asyncio.Protocol):
             self.done = True
         # A kept-alive HTTP/1.1 response is delimited, so the client can keep alive too;
         # its head passes unchanged unless it names hop-by-hop options (rare).
-        if self._fresh and keep:
+        if self._fresh and keep and not self.closing:
             self._plain = self.client_keep_alive = True
 
     def on_message_complete(self) -> None:

@@ -178,3 +178,24 @@ def test_plain_responses_pass_without_a_parse(data: bytes, length: int) -> None:
 )
 def test_responses_the_parser_must_see_do_not_match(data: bytes) -> None:
     assert _PLAIN_RESPONSE.match(data) is None
+
+
+async def test_a_client_asking_to_close_is_told_close_not_keep_alive(mesh: MeshProxy) -> None:
+    # RFC 9112 9.6: the answer to "Connection: close" should say close; the mesh
+    # rewrote the backend's close to keep-alive, then closed the connection anyway.
+    for answer in (
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+    ):
+        script, listen = await _through(mesh, [answer])
+        for request in (
+            b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            b"GET / HTTP/1.0\r\nHost: x\r\n\r\n",
+        ):
+            r, w = await asyncio.open_connection("127.0.0.1", listen)
+            w.write(request)
+            got = await asyncio.wait_for(r.read(), 5)  # until the mesh closes
+            w.close()
+            assert got == b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+        assert script.server is not None
+        script.server.close()
