@@ -56,10 +56,12 @@ class TaskStatus(Frozen, frozen=True):
     healthcheck: HealthCheck | None = None
 
     def advanced(self, new: TaskStatus) -> bool:
-        """True when ``new`` is a legal report after this one (never backwards)."""
+        """True when ``new`` is a legal report after this one (never backwards): a later
+        state, or news of the same state that is not older (a report an old session's
+        manager applies late must not overwrite a newer one's details)."""
         if new.state > self.state:
             return True
-        return new.state == self.state and new != self
+        return new.state == self.state and new != self and new.timestamp >= self.timestamp
 
 
 def task_name(service_name: str, slot: int, node_id: str) -> str:

@@ -93,6 +93,21 @@ async def test_a_late_report_of_an_earlier_state_is_dropped() -> None:
     assert store.tasks[done.value.id] == done
 
 
+async def test_a_late_report_of_the_same_state_does_not_overwrite_a_newer_one() -> None:
+    # An old session's manager applies its report after the new session's: same state,
+    # older news (say, the addresses before a network was attached).
+    store = MemoryStore()
+    newer = TaskStatus(
+        state=S.RUNNING, message="running", addresses={"n": "10.0.0.2"}, timestamp=2001.0
+    )
+    now = store.put(task(service(), 1, S.ASSIGNED).reported(newer))
+    disp = dispatcher(store, FixedCache({now.value.id: now}))
+    assert await disp.apply_status("n1", [TaskUpdate(now.value.id, running(2000.0))]) == 0
+    assert store.tasks[now.value.id] == now
+    later = TaskStatus(state=S.RUNNING, message="running", timestamp=2002.0)
+    assert await disp.apply_status("n1", [TaskUpdate(now.value.id, later)]) == 1
+
+
 class FakeSocket:
     def __init__(self) -> None:
         self.closed = False
