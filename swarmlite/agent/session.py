@@ -16,6 +16,7 @@ import contextlib
 import logging
 import os
 import platform
+import random
 import socket
 import ssl
 from collections.abc import Callable, Sequence
@@ -44,6 +45,12 @@ from swarmlite.spec.routes import RoutesSnapshot
 log = logging.getLogger("swarmlite.agent")
 
 ENGINE_CHECK_EVERY = 5.0  # seconds between looks at the engine watch
+
+
+def reconnect_delay(backoff: float, draw: float) -> float:
+    """Between half and all of ``backoff`` (``draw`` in [0, 1)): when a manager dies,
+    its agents must not all knock on the next one in the same instant."""
+    return backoff * (0.5 + draw / 2)
 
 
 class NodeAgent:
@@ -161,7 +168,7 @@ class NodeAgent:
                     log.exception("session to %s failed unexpectedly", url)
                 self.connected.clear()
                 index += 1
-                await asyncio.sleep(backoff)
+                await asyncio.sleep(reconnect_delay(backoff, random.random()))
                 backoff = min(backoff * 2, 2.0)
 
     async def _run_session(self, ws: aiohttp.ClientWebSocketResponse) -> bool:

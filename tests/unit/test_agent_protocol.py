@@ -5,6 +5,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 
+from swarmlite.agent.session import reconnect_delay
 from swarmlite.api.agent_protocol import (
     Assignments,
     EngineReport,
@@ -49,3 +50,9 @@ def test_a_newer_peers_extra_fields_are_ignored() -> None:
 def test_malformed_messages_raise(data: bytes) -> None:
     with pytest.raises(msgspec.DecodeError):
         decode_agent_message(data)
+
+
+def test_agents_spread_their_reconnects_over_half_the_backoff() -> None:
+    delays = [reconnect_delay(2.0, draw) for draw in (0.0, 0.25, 0.5, 0.999)]
+    assert delays[0] == 1.0 and delays[-1] < 2.0
+    assert delays == sorted(delays) and len(set(delays)) == 4
