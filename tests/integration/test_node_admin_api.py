@@ -6,8 +6,6 @@ in a real aiohttp server and are called through ApiClient (plain HTTP, no mTLS l
 
 from __future__ import annotations
 
-import socket
-from collections.abc import AsyncIterator
 from typing import Any, cast
 
 import msgspec
@@ -24,6 +22,7 @@ from swarmlite.store.cache import StateCache
 from swarmlite.store.membership import list_members
 from swarmlite.store.store import Store
 from tests.integration.test_etcd_cluster import Cluster, cluster, connected, join, pytestmark
+from tests.unit.api_harness import serve_port
 
 __all__ = ["cluster", "pytestmark"]
 
@@ -37,18 +36,6 @@ def mk(node_id: str, role: Any, state: Any = "ready") -> Node:
         role=role,
         status=NodeStatus(state=state),
     )
-
-
-async def _serve(app: web.Application) -> AsyncIterator[int]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.SockSite(runner, sock).start()
-    try:
-        yield sock.getsockname()[1]
-    finally:
-        await runner.cleanup()
 
 
 async def _set_state(store: Store, node_id: str, state: Any) -> None:
@@ -88,7 +75,7 @@ async def test_node_management_over_real_etcd(cluster: Cluster) -> None:
                 ca_pem="",
             )
             node_handlers.register(app, client)
-            async for port in _serve(app):
+            async for port in serve_port(app):
                 async with ApiClient(f"http://127.0.0.1:{port}", None, timeout=30) as api:
                     await _scenario(api, store, client)
                     three.kill()

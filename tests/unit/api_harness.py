@@ -98,18 +98,24 @@ async def serve(ctx: ApiContext, routes: Sequence[Route]) -> AsyncIterator[ApiCl
         yield api
 
 
-async def serve_app(app: web.Application) -> AsyncIterator[ApiClient]:
-    """An ApiClient of ``app`` served on a free loopback port, cleaned up after."""
+async def serve_port(app: web.Application) -> AsyncIterator[int]:
+    """``app`` served on a free loopback port (yielded), cleaned up after."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     runner = web.AppRunner(app)
     await runner.setup()
     await web.SockSite(runner, sock).start()
     try:
-        async with ApiClient(f"http://127.0.0.1:{sock.getsockname()[1]}", None, 5) as api:
-            yield api
+        yield sock.getsockname()[1]
     finally:
         await runner.cleanup()
 
 
-__all__ = ["MemoryStore", "context", "serve", "serve_app"]
+async def serve_app(app: web.Application) -> AsyncIterator[ApiClient]:
+    """An ApiClient of ``app`` served on a free loopback port, cleaned up after."""
+    async for port in serve_port(app):
+        async with ApiClient(f"http://127.0.0.1:{port}", None, 5) as api:
+            yield api
+
+
+__all__ = ["MemoryStore", "context", "serve", "serve_app", "serve_port"]
