@@ -50,6 +50,9 @@ class LeaderLoops:
 
     async def start(self) -> None:
         await self.stop()
+        # The old leader's last writes first: acting on a view without them would, for
+        # one, make again a task it had just made.
+        await self._cache.sync()
         self._running = [
             Orchestrator(self._store, self._cache),
             SchedulerLoop(self._store, self._cache),

@@ -82,6 +82,9 @@ class StateCache:
         self._version = 0
         self._changed = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
+        # Changes at or below this revision are in the view already (a ``sync`` read):
+        # the watch delivering them late must not bring back what was since deleted.
+        self._floor = 0
         self.ready = asyncio.Event()
         self.connected = False
 
@@ -112,6 +115,20 @@ class StateCache:
             await self.wait_changed(self._version, timeout=left)
         return True
 
+    async def sync(self) -> None:
+        """Return once the view holds every write committed before the call.
+
+        A new leader's first decisions must not rest on a view that lacks the old
+        leader's last writes (a task it made would be made twice). The watch carries no
+        news of writes outside the prefix (the election itself), so ``caught_up`` cannot
+        tell; a fresh read of the prefix can. Raises ``StoreUnavailableError``.
+        """
+        objects, revision = await self._store.snapshot()
+        if self._state.revision >= revision:
+            return  # the watch got there first: it delivers in order, so nothing is missing
+        self._floor = revision
+        await self._publish(_build(objects, revision))
+
     async def wait_changed(self, seen: int, timeout: float | None = None) -> int:
         """Return once the view is newer than version ``seen`` (or on timeout)."""
         async with self._changed:
@@ -132,6 +149,7 @@ class StateCache:
         while True:
             try:
                 objects, revision = await self._store.snapshot()
+                self._floor = revision
                 await self._publish(_build(objects, revision))
                 self.connected = True
                 self.ready.set()
@@ -174,7 +192,7 @@ class StateCache:
                         ended = True
                         break
                     batch.append(item)
-                await self._publish(_apply(self._state, batch))
+                await self._publish(_apply(self._state, batch, self._floor))
         finally:
             pumper.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -191,10 +209,13 @@ def _build(objects: list[Versioned[Any]], revision: int) -> ClusterState:
     return ClusterState(revision=revision, **{k: MappingProxyType(b) for k, b in buckets.items()})
 
 
-def _apply(state: ClusterState, batch: list[Change]) -> ClusterState:
+def _apply(state: ClusterState, batch: list[Change], floor: int = 0) -> ClusterState:
+    """``state`` with ``batch`` applied; changes at or below ``floor`` are already in it."""
     touched: dict[str, dict[str, Versioned[Any]]] = {}
     revision = state.revision
     for change in batch:
+        if change.revision <= floor:
+            continue
         name = _FIELD_OF[change.kind]
         if name not in touched:
             touched[name] = dict(getattr(state, name))
