@@ -16,6 +16,12 @@ is 0. An answer of several addresses starts one further along each time it is gi
 (clients mostly dial the first; Docker shuffles them). Every other name is forwarded
 with ``aiodns`` to the host's resolvers (or the injected ``nameservers``), at most
 ``max_forward`` at a time, ``SERVFAIL`` on timeout or on an answer it cannot encode.
+
+EDNS (RFC 6891): a query with an OPT record gets one in every answer, advertising
+``EDNS_PAYLOAD`` bytes and echoing the query's DO bit; a UDP answer is truncated at
+the smaller of the asker's payload size and ours (512 without OPT, or below 512). A
+query of an EDNS version other than 0 gets ``BADVERS``, one with several OPT records
+``FORMERR``.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from dnslib import (
     AAAA,
     CAA,
     CNAME,
+    EDNS0,
     MX,
     NAPTR,
     NS,
@@ -53,6 +60,16 @@ log = logging.getLogger("swarmlite.proxy.dns")
 
 _IP_FREEBIND = getattr(socket, "IP_FREEBIND", 15)
 Reply = Callable[[bytes], None]
+
+# The UDP payload size this server advertises and answers within (DNS Flag Day 2020:
+# fits the usual path MTU, so a UDP answer is never fragmented).
+EDNS_PAYLOAD = 1232
+BADVERS = 16  # an extended RCODE: its high 8 bits travel in the OPT record
+_DO = 1 << 15  # the OPT flag "DNSSEC OK", echoed (RFC 3225 3)
+
+
+def _opts(request: Any) -> list[Any]:
+    return [rr for rr in request.ar if rr.rtype == QTYPE.OPT]
 
 
 def _rdata(rec: Any) -> Any:
@@ -271,6 +288,13 @@ class ServiceNameServer:
             return
         if not request.questions:
             return
+        opts = _opts(request)
+        if len(opts) > 1:  # RFC 6891 6.1.1
+            reply(self._fail(request, RCODE.FORMERR, udp))
+            return
+        if opts and (opts[0].ttl >> 16) & 0xFF != 0:  # only EDNS version 0 is spoken
+            reply(self._fail(request, BADVERS, udp))
+            return
         q = request.q
         try:
             addrs = self._index.lookup(str(q.qname), source, gateway)
@@ -298,12 +322,18 @@ class ServiceNameServer:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _pack(self, response: Any, request: Any, udp: bool) -> bytes:
-        data: bytes = response.pack()
+    def _pack(self, response: Any, request: Any, udp: bool, rcode_ext: int = 0) -> bytes:
+        """``response`` as sent: with an OPT record when the request had one (carrying
+        ``rcode_ext``, the high 8 bits of an extended RCODE), cut to fit over UDP."""
+        opts = _opts(request)
         limit = 512
-        for rr in request.ar:
-            if rr.rtype == QTYPE.OPT:
-                limit = max(512, int(rr.rclass))
+        opt = None
+        if len(opts) == 1:
+            limit = max(512, min(int(opts[0].rclass), EDNS_PAYLOAD))
+            do = "do" if opts[0].ttl & _DO else ""
+            opt = EDNS0(udp_len=EDNS_PAYLOAD, ext_rcode=rcode_ext, flags=do)
+            response.add_ar(opt)
+        data: bytes = response.pack()
         if udp and len(data) > limit:
             # TC set, with the question and the answers that fit, as Docker's resolver
             # does: most clients ask again over TCP, but musl's (Alpine) before 1.2.4
@@ -312,26 +342,28 @@ class ServiceNameServer:
             fits, over = 0, len(response.rr)
             while fits < over:  # the most answers that fit, by bisection
                 mid = (fits + over + 1) // 2
-                if len(self._cut(response, request, mid).pack()) <= limit:
+                if len(self._cut(response, request, mid, opt).pack()) <= limit:
                     fits = mid
                 else:
                     over = mid - 1
-            data = self._cut(response, request, fits).pack()
+            data = self._cut(response, request, fits, opt).pack()
         return data
 
     @staticmethod
-    def _cut(response: Any, request: Any, answers: int) -> Any:
+    def _cut(response: Any, request: Any, answers: int, opt: Any) -> Any:
         cut = request.reply()
         cut.header.tc = 1
         cut.header.rcode = response.header.rcode
         for rr in response.rr[:answers]:
             cut.add_answer(rr)
+        if opt is not None:  # RFC 6891 7: a truncated answer keeps its OPT record
+            cut.add_ar(opt)
         return cut
 
     def _fail(self, request: Any, rcode: int, udp: bool) -> bytes:
         response = request.reply()
-        response.header.rcode = rcode
-        return self._pack(response, request, udp)
+        response.header.rcode = rcode & 0xF
+        return self._pack(response, request, udp, rcode_ext=rcode >> 4)
 
     def _resolver_now(self) -> aiodns.DNSResolver:
         if self._resolver is None:

@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from dnslib import CAA, CNAME, NAPTR, QTYPE, RCODE, RR, TXT, A, DNSLabel, DNSRecord
+from dnslib import CAA, CNAME, EDNS0, NAPTR, QTYPE, RCODE, RR, TXT, A, DNSLabel, DNSRecord
 
-from swarmlite.proxy.dns import NameIndex, ServiceNameServer
+from swarmlite.proxy.dns import BADVERS, EDNS_PAYLOAD, NameIndex, ServiceNameServer
 from swarmlite.spec.routes import Backend, RoutesSnapshot
 from tests.unit.test_proxy_support import network, route, snapshot
 
@@ -74,13 +74,19 @@ class _Client(asyncio.DatagramProtocol):
             self.answer.set_result(data)
 
 
-async def query(name: str, source: str, server: str, port: int, qtype: str = "A") -> DNSRecord:
+async def query(
+    name: str, source: str, server: str, port: int, qtype: str = "A", *, edns: RR | None = None
+) -> DNSRecord:
+    """Asked over UDP; with ``edns``, the question carries that OPT record."""
+    question = DNSRecord.question(name, qtype)
+    if edns is not None:
+        question.add_ar(edns)
     loop = asyncio.get_running_loop()
     transport, proto = await loop.create_datagram_endpoint(
         _Client, local_addr=(source, 0), remote_addr=(server, port)
     )
     try:
-        transport.sendto(DNSRecord.question(name, qtype).pack())
+        transport.sendto(question.pack())
         return DNSRecord.parse(await asyncio.wait_for(proto.answer, 5))
     finally:
         transport.close()
@@ -357,3 +363,114 @@ async def test_an_idle_tcp_connection_is_closed_and_stop_closes_the_rest(
         await server.stop()
     assert await asyncio.wait_for(r2.read(), 2) == b""  # stop() closed it
     w2.close()
+
+
+def _opt(reply: DNSRecord) -> RR | None:
+    opts = [rr for rr in reply.ar if rr.rtype == QTYPE.OPT]
+    assert len(opts) <= 1
+    return opts[0] if opts else None
+
+
+async def test_an_edns_query_gets_an_opt_record_back_whatever_the_answer(
+    dns: tuple[ServiceNameServer, int],
+) -> None:
+    # RFC 6891 7: a responder that speaks EDNS answers an OPT with an OPT, advertising
+    # its own payload size; it was left out, so askers took this server for pre-EDNS.
+    _, port = dns
+    edns = EDNS0(udp_len=4096, flags="do")
+    cases = [
+        ("api", WEB_IP, RCODE.NOERROR),  # owned, answered
+        ("db", WEB_IP, RCODE.NXDOMAIN),  # owned, not on a shared network
+        ("outside.example", WEB_IP, RCODE.NOERROR),  # forwarded
+        ("nowhere.example", WEB_IP, RCODE.NXDOMAIN),  # forwarded, NXDOMAIN upstream
+    ]
+    for name, source, rcode in cases:
+        reply = await query(name, source, FRONT_GW, port, edns=edns)
+        opt = _opt(reply)
+        assert reply.header.rcode == rcode, name
+        assert opt is not None, name
+        assert opt.rclass == EDNS_PAYLOAD == 1232, name
+        assert opt.ttl == 1 << 15, name  # extended RCODE 0, version 0, DO echoed
+    plain = await query("api", WEB_IP, FRONT_GW, port)
+    assert _opt(plain) is None  # no OPT asked, none given (RFC 6891 7)
+
+
+async def test_an_edns_query_over_tcp_gets_an_opt_record_back(
+    dns: tuple[ServiceNameServer, int],
+) -> None:
+    _, port = dns
+    r, w = await asyncio.open_connection(FRONT_GW, port, local_addr=(WEB_IP, 0))
+    question = DNSRecord.question("web")
+    question.add_ar(EDNS0(udp_len=1400))
+    packet = question.pack()
+    w.write(len(packet).to_bytes(2, "big") + packet)
+    size = int.from_bytes(await asyncio.wait_for(r.readexactly(2), 5), "big")
+    reply = DNSRecord.parse(await r.readexactly(size))
+    w.close()
+    assert _ips(reply) == ["10.0.1.10"]
+    opt = _opt(reply)
+    assert opt is not None and (opt.rclass, opt.ttl) == (EDNS_PAYLOAD, 0)
+
+
+async def test_an_unknown_edns_version_gets_badvers_with_an_opt_record(
+    dns: tuple[ServiceNameServer, int],
+) -> None:
+    _, port = dns
+    for name in ("api", "outside.example"):  # owned and forwarded alike
+        reply = await query(name, WEB_IP, FRONT_GW, port, edns=EDNS0(udp_len=1232, version=1))
+        opt = _opt(reply)
+        assert opt is not None, name
+        # BADVERS is 16: its high 8 bits in the OPT record, its low 4 in the header.
+        assert ((opt.ttl >> 24) << 4) | reply.header.rcode == BADVERS == 16, name
+        assert (opt.ttl >> 16) & 0xFF == 0, name  # the version this server speaks
+        assert reply.rr == [], name
+
+
+async def test_several_opt_records_get_formerr() -> None:
+    server = ServiceNameServer()
+    await server.apply(snapshot(route("web", endpoints={"net": "10.0.1.10"})))
+    question = DNSRecord.question("web")
+    question.add_ar(EDNS0(udp_len=1232))
+    question.add_ar(EDNS0(udp_len=1232))
+    answers: list[DNSRecord] = []
+    server.handle(question.pack(), STRANGER, "", lambda p: answers.append(DNSRecord.parse(p)), True)
+    assert answers[0].header.rcode == RCODE.FORMERR
+    await server.stop()
+
+
+async def test_a_udp_answer_fits_the_smaller_of_the_askers_payload_size_and_ours() -> None:
+    # 100 replicas: 1.6 KB of answers. Over UDP an answer stops at min(asker's size,
+    # 1232) (512 without EDNS or below 512), with TC and its OPT; over TCP it is whole.
+    ips = [f"10.0.1.{i}" for i in range(100, 200)]
+    web = route(
+        "web",
+        networks=("st_front",),
+        backends=tuple(
+            Backend(task_id=f"w{i}", node_id="n1", addresses={"st_front": ip})
+            for i, ip in enumerate(ips)
+        ),
+    )
+    server = ServiceNameServer()
+    await server.apply(snapshot(web))  # no gateways to bind: the asker is known
+
+    def ask(udp_len: int | None, udp: bool = True) -> DNSRecord:
+        question = DNSRecord.question("tasks.web")
+        if udp_len is not None:
+            question.add_ar(EDNS0(udp_len=udp_len))
+        answers: list[bytes] = []
+        server.handle(question.pack(), ips[0], "", answers.append, udp)
+        reply = DNSRecord.parse(answers[0])
+        assert len(answers[0]) <= (max(512, min(udp_len or 512, 1232)) if udp else 65535)
+        return reply
+
+    for udp_len, most in ((65535, 1232), (4096, 1232), (700, 700), (300, 512), (None, 512)):
+        reply = ask(udp_len)
+        assert reply.header.tc == 1, udp_len
+        assert (_opt(reply) is not None) == (udp_len is not None), udp_len
+        # As many answers as fit: one more (16 bytes) would not.
+        assert most - 16 < len(reply.pack()) <= most, udp_len
+        assert set(_ips(reply)) <= set(ips)
+    whole = ask(4096, udp=False)
+    assert whole.header.tc == 0 and sorted(_ips(whole)) == sorted(ips)
+    assert _opt(whole) is not None
+    await server.stop()
