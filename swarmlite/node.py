@@ -29,6 +29,7 @@ from swarmlite.agent.secrets import remove_node_files
 from swarmlite.agent.session import NodeAgent
 from swarmlite.api import join_handlers, secret_handlers, update_handlers
 from swarmlite.api.join import with_tokens
+from swarmlite.api.membership import KnownManagers
 from swarmlite.api.server import ApiContext, build_app
 from swarmlite.api.worker_api import build_worker_app
 from swarmlite.bootstrap import initial_tokens, load_cluster_key
@@ -142,10 +143,12 @@ class Daemon:
         server_tls = self.creds.server_context(require_client_cert=False)
         client_tls = self.creds.client_context()  # to any node (service logs)
         manager_tls = self.creds.client_context(managers_only=True)
+        known_managers: KnownManagers | None = None  # a worker's, filled by its agent session
         if cfg.role == "manager":
             app = await self._start_manager(stack, runtime, client_tls)
         else:
-            app = build_worker_app(cfg.node_id, self.creds.ca_pem, runtime)
+            known_managers = KnownManagers()
+            app = build_worker_app(cfg.node_id, self.creds.ca_pem, runtime, known_managers)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
@@ -167,6 +170,7 @@ class Daemon:
             names=names,
             node_network=node_mode,
             on_cluster_change=self._cluster_changed,
+            known_managers=known_managers,
         )
         await agent.start()
         stack.push_async_callback(agent.stop)

@@ -36,6 +36,7 @@ from swarmlite.api.agent_protocol import (
     decode_manager_message,
     encoder,
 )
+from swarmlite.api.membership import KnownManagers
 from swarmlite.errors import SwarmliteError
 from swarmlite.proxy.dns import ServiceNameServer
 from swarmlite.proxy.mesh import MeshProxy
@@ -67,6 +68,7 @@ class NodeAgent:
         names: ServiceNameServer | None,
         node_network: bool = False,
         on_cluster_change: Callable[[tuple[str, ...], str], None] | None = None,
+        known_managers: KnownManagers | None = None,
     ) -> None:
         self.node_id = node_id
         self._addr = addr
@@ -80,6 +82,8 @@ class NodeAgent:
         # Told the managers' addresses and this node's recorded role when they change.
         self._on_cluster_change = on_cluster_change
         self._seen_cluster: tuple[tuple[str, ...], str] = ((), "")
+        # A worker's API serves its manager-only paths to these managers only.
+        self._known_managers = known_managers
         self.runner = TaskRunner(runtime, node_id, self._queue_report, drained=mesh.drained)
         self._outbox: dict[str, TaskStatus] = {}
         self._outbox_ready = asyncio.Event()
@@ -225,6 +229,8 @@ class NodeAgent:
                 raise
 
     async def apply(self, message: Assignments) -> None:
+        if self._known_managers is not None:
+            self._known_managers.heard(message.manager_ids)
         if message.managers:
             # Fail over to any manager the cluster knows, not only the ones we started with.
             self._managers = list(dict.fromkeys((*self._managers, *message.managers)))

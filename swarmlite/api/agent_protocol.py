@@ -62,6 +62,9 @@ class Assignments(msgspec.Struct, frozen=True, tag="assignments"):
     managers: tuple[str, ...] = ()
     # The role the cluster records for this node; a change is a promotion or demotion.
     node_role: str = ""
+    # Every manager's node id: a worker serves its manager-only paths (its part of a
+    # service's logs) only to these, not to any holder of a manager certificate.
+    manager_ids: tuple[str, ...] = ()
     # Only the secrets and configs that tasks meant to run here reference.
     secrets: tuple[FileData, ...] = ()
     configs: tuple[FileData, ...] = ()

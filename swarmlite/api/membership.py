@@ -8,12 +8,14 @@ certificate until it renews as a worker), and an admin credential only while the
 manager that issued it (``admin-<first 12 characters of its node id>``) is still a
 manager (``node rm`` and ``node demote`` end it).
 
-``nodes`` is the state cache's view: no store read per request.
+``nodes`` is the state cache's view: no store read per request. A worker holds no
+cluster state: it knows the managers by the node ids its agent session last brought
+(``KnownManagers``), and serves its manager-only paths only to them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from swarmlite.security.ca import ADMIN_PREFIX, Identity
@@ -54,4 +56,33 @@ def refusal(identity: Identity, nodes: Mapping[str, Versioned[Node]], path: str)
                 f"this admin credential was issued by node {issuer}, which is no longer "
                 "a manager of the cluster: use the CLI on a current manager"
             )
+    return None
+
+
+class KnownManagers:
+    """The cluster's manager node ids as a worker last heard them from its agent
+    session (``Assignments.manager_ids``); ``ids`` is None until it has."""
+
+    def __init__(self) -> None:
+        self.ids: frozenset[str] | None = None
+
+    def heard(self, ids: Iterable[str]) -> None:
+        found = frozenset(ids)
+        if found:  # a cluster always has a manager: none sent is an older manager's message
+            self.ids = found
+
+
+def worker_refusal(identity: Identity, managers: KnownManagers) -> str | None:
+    """Why a worker refuses ``identity`` its manager-only paths, or None when it may:
+    the caller must be a manager of the cluster as the worker last heard it."""
+    if managers.ids is None:
+        return (
+            "this worker has not yet heard the cluster's managers from its agent session: "
+            "try again once it is connected"
+        )
+    if identity.node_id not in managers.ids:
+        return (
+            f"node {identity.node_id} is not a manager of the cluster (removed or demoted): "
+            "its manager certificate no longer gives manager access"
+        )
     return None

@@ -67,13 +67,8 @@ def assignments_for(
     )
     volume_names = {m.volume_name(t.spec.stack) for t in tasks for m in t.spec.mounts}
     volumes = tuple(v.value for v in state.volumes.values() if v.value.name in volume_names)
-    managers = tuple(
-        sorted(
-            f"{v.value.addr}:{v.value.api_port}"
-            for v in state.nodes.values()
-            if v.value.role == "manager"
-        )
-    )
+    manager_nodes = [v.value for v in state.nodes.values() if v.value.role == "manager"]
+    managers = tuple(sorted(f"{n.addr}:{n.api_port}" for n in manager_nodes))
     node = state.nodes.get(node_id)
     secrets, configs = task_files(tasks, state, open_secret)
     return Assignments(
@@ -83,6 +78,7 @@ def assignments_for(
         volumes=volumes,
         managers=managers,
         node_role=node.value.role if node else "",
+        manager_ids=tuple(sorted(n.id for n in manager_nodes)),
         secrets=secrets,
         configs=configs,
     )
@@ -257,6 +253,7 @@ class Dispatcher:
                     message.volumes,
                     message.managers,
                     message.node_role,
+                    message.manager_ids,
                     message.secrets,
                     message.configs,
                 )
