@@ -43,6 +43,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="compose file (repeat to merge several; default: ./compose.yaml)",
     )
     deploy.add_argument("--stack", metavar="NAME", help="stack name (default: from the files)")
+    _add_profile(deploy)
     _add_prune(deploy)
     _add_wait(deploy)
     deploy.set_defaults(func=api_command(deploy_stack))
@@ -59,6 +60,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="compose file (repeat to merge several)",
     )
     stack_deploy.add_argument("stack", nargs="?", metavar="STACK", help="stack name")
+    _add_profile(stack_deploy)
     _add_prune(stack_deploy)
     _add_wait(stack_deploy)
     stack_deploy.set_defaults(func=api_command(deploy_stack))
@@ -76,6 +78,17 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     rm = add_command(stack, "rm", "Remove one or more stacks", aliases=("remove", "down"))
     rm.add_argument("stacks", nargs="+", metavar="STACK")
     rm.set_defaults(func=api_command(stack_rm))
+
+
+def _add_profile(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--profile",
+        dest="profiles",
+        action="append",
+        metavar="NAME",
+        help="enable services of this compose profile (repeat for several; '*' for all; "
+        "default: $COMPOSE_PROFILES)",
+    )
 
 
 def _add_prune(parser: argparse.ArgumentParser) -> None:
@@ -131,7 +144,7 @@ async def deploy_stack(args: argparse.Namespace, api: ApiClient) -> int:
     from swarmlite.spec.compose import load_stack
 
     files = compose_files(args.files, Path.cwd())
-    spec = load_stack(files, stack=args.stack, environ=os.environ)
+    spec = load_stack(files, stack=args.stack, environ=os.environ, profiles=args.profiles)
     for warning in spec.warnings:
         warn(warning)
     result = await api.deploy(spec, prune=args.prune)

@@ -5,7 +5,8 @@ A pipeline, one stage per module, as docker-compose's ``config`` package:
 1. ``yaml_load``   each file into a located tree (every key keeps its file and line)
 2. ``interpolate`` ``${VAR}`` in each file, from environ over the ``.env`` file
 3. ``merge``       the files in order, as ``docker compose -f a -f b`` does
-4. ``convert``     into the frozen models, checking types and references
+4. ``convert``     the services the enabled profiles make active into the frozen
+                   models, checking types and references
 
 Every problem of one load is gathered: one ComposeError, or a ComposeErrors of all.
 Ignored-but-valid Compose options become ``StackSpec.warnings``.
@@ -26,6 +27,7 @@ from .envfile import EnvFileError, read_env_file
 from .interpolate import interpolate_tree
 from .merge import merge_files
 from .problems import Problems
+from .profiles import enabled_profiles
 from .tree import YMap
 from .yaml_load import load_yaml
 
@@ -37,11 +39,14 @@ def load_stack(
     *,
     stack: str | None = None,
     environ: Mapping[str, str] | None = None,
+    profiles: Sequence[str] | None = None,
 ) -> StackSpec:
     """Parse, interpolate, merge and convert ``files`` (``-f`` order) into a stack.
 
     The stack name is ``stack``, else the top-level ``name:``, else the first
-    file's directory name, normalized as Compose does.
+    file's directory name, normalized as Compose does. ``profiles`` (``--profile``)
+    are the enabled profiles, else ``COMPOSE_PROFILES``; services of other profiles
+    are left out (``profiles.py``).
     """
     if not files:
         raise ComposeError("no compose file given")
@@ -56,7 +61,8 @@ def load_stack(
     merged = merge_files(trees)
     name = _stack_name(stack, merged, paths[0], problems)
     # Convert even under a bad name, so every other problem is reported too.
-    spec = convert(merged, name or "invalid", env, problems)
+    enabled = enabled_profiles(profiles, env)
+    spec = convert(merged, name or "invalid", env, problems, enabled)
     problems.raise_if_any()
     assert spec is not None  # no errors recorded means convert built it
     return spec

@@ -6,9 +6,16 @@ from collections.abc import Mapping
 
 from swarmlite.spec.service import NetworkSpec, ServiceSpec, StackSpec, VolumeSpec
 
-from .files import read_defs, report_problems
+from .files import read_defs, report_problems, sources_named
 from .keys import check_keys
 from .problems import Problems
+from .profiles import (
+    EnabledProfiles,
+    check_inactive,
+    no_active_service,
+    read_profiles,
+    unused_profiles,
+)
 from .reader import Reader, to_bool
 from .services import StackContext, read_service
 from .tree import Pos, Value, YMap, type_name
@@ -17,9 +24,15 @@ _QUIET_DRIVERS = ("bridge", "overlay")
 
 
 def convert(
-    tree: YMap, stack: str, environ: Mapping[str, str], problems: Problems
+    tree: YMap,
+    stack: str,
+    environ: Mapping[str, str],
+    problems: Problems,
+    enabled: EnabledProfiles | None = None,
 ) -> StackSpec | None:
-    """Build the stack; returns None when errors were recorded."""
+    """Build the stack of the services ``enabled`` makes active (``profiles.py``);
+    returns None when errors were recorded."""
+    enabled = enabled or EnabledProfiles()
     check_keys(tree, "", problems, service=None, prefix="")
     top = Reader(tree, problems, None, "")
     volumes = _volumes(top)
@@ -38,11 +51,20 @@ def convert(
         )
         return None
     names = [n for n in services_node if not n.startswith("x-")]
+    profiles = {n: read_profiles(n, services_node[n], problems) for n in names}
+    inactive = {n: p for n, p in profiles.items() if not enabled.enables(p)}
+    for unused in unused_profiles(enabled, profiles):
+        problems.warn(f"profile {unused!r} ({enabled.source}) is not used by any service")
+    if names and len(inactive) == len(names):
+        no_active_service(profiles, enabled, tree.where("services"), problems)
+        return None
     ctx = StackContext(
         problems=problems,
         stack=stack,
         environ=environ,
         services=names,
+        inactive=inactive,
+        enabled=enabled,
         volumes={v.name for v in volumes},
         external_volumes={v.name: v.external_name or v.name for v in volumes if v.external},
         networks={n.name for n in networks},
@@ -51,10 +73,16 @@ def convert(
     )
     services: list[ServiceSpec] = []
     for name in names:
+        if name in inactive:
+            check_inactive(name, services_node[name], problems)
+            continue
         spec = read_service(name, services_node[name], services_node.where(name), ctx)
         if spec is not None:
             services.append(spec)
     _check_cycles(services, ctx)
+    for defs in (secrets, configs):
+        named = {s for n in inactive for s in sources_named(services_node[n], defs.kind)}
+        defs.drop(named - set(defs.used_by))
     report_problems(secrets, problems)
     report_problems(configs, problems)
     if problems.errors:

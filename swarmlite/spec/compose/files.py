@@ -30,7 +30,7 @@ from swarmlite.spec.service import FilePayload, FileRef
 
 from .problems import Problems
 from .reader import Reader, to_int, to_str
-from .tree import Pos, YList, YMap, type_name
+from .tree import Pos, Value, YList, YMap, type_name
 
 Kind = Literal["secrets", "configs"]
 MAX_SIZE = 500 * 1024
@@ -50,6 +50,13 @@ class FileDefs:
     @property
     def word(self) -> str:
         return self.kind[:-1]
+
+    def drop(self, local: set[str]) -> None:
+        """Leave out entries only inactive services use: not sent, their problems unsaid."""
+        stored = {self.names[n] for n in local if n in self.names}
+        self.payloads = [p for p in self.payloads if p.name not in stored]
+        for name in local:
+            self.problems.pop(name, None)
 
 
 def read_defs(top: Reader, kind: Kind, stack: str, environ: Mapping[str, str]) -> FileDefs:
@@ -236,6 +243,20 @@ def to_str_safe(value: object) -> str:
         return repr(to_str(value))  # type: ignore[arg-type]
     except TypeError:
         return type_name(value)  # type: ignore[arg-type]
+
+
+def sources_named(node: Value, kind: Kind) -> set[str]:
+    """What a service's ``secrets:``/``configs:`` list names, read leniently (the list
+    of a service that is not converted)."""
+    refs = node.get(kind) if isinstance(node, YMap) else None
+    if not isinstance(refs, YList):
+        return set()
+    out: set[str] = set()
+    for item in refs:
+        source = item.get("source") if isinstance(item, YMap) else item
+        if isinstance(source, str | int) and not isinstance(source, bool):
+            out.add(str(source))
+    return out
 
 
 def report_problems(defs: FileDefs, problems: Problems) -> None:

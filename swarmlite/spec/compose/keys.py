@@ -22,7 +22,7 @@ SUPPORTED: dict[str, frozenset[str]] = {
     "": _words("configs name networks secrets services version volumes"),
     "service": _words(
         "build command configs depends_on deploy entrypoint env_file environment expose "
-        "healthcheck image labels networks ports restart secrets stop_grace_period "
+        "healthcheck image labels networks ports profiles restart secrets stop_grace_period "
         "stop_signal tmpfs user volumes working_dir"
     ),
     "deploy": _words(
@@ -62,7 +62,7 @@ IGNORED: dict[str, frozenset[str]] = {
         "external_links extra_hosts gpus group_add hostname init ipc isolation "
         "label_file links logging mac_address mem_limit mem_reservation mem_swappiness "
         "memswap_limit models network_mode oom_kill_disable oom_score_adj pid "
-        "pids_limit platform post_start pre_stop privileged profiles provider "
+        "pids_limit platform post_start pre_stop privileged provider "
         "pull_policy read_only runtime scale security_opt shm_size stdin_open "
         "storage_opt sysctls tty ulimits use_api_socket userns_mode uts volumes_from"
     ),

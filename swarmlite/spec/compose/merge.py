@@ -5,8 +5,8 @@ follow their own rule (Compose's merge spec):
 
 * ``environment``, ``labels``, ``deploy.labels``, ``networks``, ``depends_on``,
   ``sysctls``, ``annotations``: the list form is read as a mapping, then merged.
-* ``ports``, ``expose``, ``tmpfs``, ``env_file``, ``dns`` and other lists of
-  independent entries: appended, an identical entry kept once.
+* ``ports``, ``expose``, ``tmpfs``, ``env_file``, ``dns``, ``profiles`` and other
+  lists of independent entries: appended, an identical entry kept once.
 * ``volumes``: merged by container path; a later file's mount on the same path wins.
 * anything else (``command``, ``entrypoint``, ``healthcheck.test``...): overridden.
 
@@ -46,6 +46,7 @@ _APPENDED = {
     "secrets",
     "volumes_from",
     "group_add",
+    "profiles",
     "deploy.placement.constraints",
     "deploy.placement.preferences",
 }

@@ -27,6 +27,7 @@ from .files import FileDefs, read_refs
 from .mounts import read_tmpfs, read_volumes
 from .ports import read_expose, read_ports
 from .problems import Problems
+from .profiles import EnabledProfiles, inactive_dependency
 from .reader import Reader, to_str
 from .tree import Pos, Value, YList, YMap, type_name
 
@@ -49,6 +50,9 @@ class StackContext:
     dependency_pos: dict[tuple[str, str], Pos] = field(default_factory=dict)
     secrets: FileDefs = field(default_factory=lambda: FileDefs("secrets"))
     configs: FileDefs = field(default_factory=lambda: FileDefs("configs"))
+    # services left out by their profiles -> those profiles
+    inactive: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    enabled: EnabledProfiles = field(default_factory=EnabledProfiles)
 
 
 def read_service(name: str, node: Value, pos: Pos, ctx: StackContext) -> ServiceSpec | None:
@@ -275,6 +279,14 @@ def _depends_on(r: Reader, ctx: StackContext) -> tuple[Dependency, ...]:
             continue
         if dep == r.service:
             r.error("depends_on", f"service {dep!r} depends on itself", pos=pos)
+            continue
+        if dep in ctx.inactive:
+            # As Compose: refused, unless the dependency is optional; then it is dropped.
+            if sub is None or sub.bool_("required") is not False:
+                message, hint = inactive_dependency(
+                    dep, ctx.inactive[dep], r.service or "", ctx.enabled
+                )
+                r.error("depends_on", message, hint, pos)
             continue
         ctx.dependency_pos[(r.service or "", dep)] = pos
         if sub is None:
