@@ -30,6 +30,7 @@ from swarmlite.proxy.http_request import (
     BOUNDARY,
     MAX_REQUEST_HEAD,
     PLAIN_REQUEST,
+    Refused,
     Request,
     error_response,
 )
@@ -38,9 +39,10 @@ from swarmlite.proxy.table import ListenerRoute, Target
 
 _P_BUFFER = 2  # too much request body held while no upstream is bound
 _P_PIPELINE = 4  # a pipelined request waits behind the active one
-# First letters (lower case) of the request fields the proxy acts on: framing,
+_P_REFUSED = 8  # a refused request waits for the answers to those before it
+# First letters (lower case) of the request fields the proxy acts on: Host, framing,
 # X-Forwarded-*, and the hop-by-hop fields it drops (each connection has its own).
-_LOOK = frozenset(b"ckptux")
+_LOOK = frozenset(b"chkptux")
 _HOP_BY_HOP = frozenset((b"connection", b"proxy-connection", b"keep-alive", b"te", b"upgrade"))
 # Never dropped for being named in Connection: what frames the request or routes it.
 _NEVER_NAMED = frozenset(
@@ -73,6 +75,7 @@ class HttpProxyConnection(asyncio.Protocol):
         self._tunnel = False
         self._tunnel_buf: list[bytes] = []
         self._head_bytes = 0  # reads of the head being parsed, past its first one
+        self._refusal = ""  # a 400's text, sent once the requests before it are answered
         self.quiet = 0  # ticks without a byte from the client or the bound upstream
 
     # -- client transport ------------------------------------------------------
@@ -115,10 +118,9 @@ class HttpProxyConnection(asyncio.Protocol):
             rest = data[upgrade.args[0] :]
             if rest:
                 self._tunnel_write(rest)
-        except httptools.HttpParserError:
-            if self._upstream is None and not self._closed:
-                self.transport.write(error_response("400 Bad Request", "malformed request"))
-            self._close()
+        except httptools.HttpParserError as exc:
+            refused = exc.__context__  # what a callback raised
+            self._refuse(str(refused) if isinstance(refused, Refused) else "malformed request")
         else:
             # A head still unfinished after a whole read of it: httptools holds it all,
             # so it is bounded (nginx: 400 past large_client_header_buffers).
@@ -186,7 +188,9 @@ class HttpProxyConnection(asyncio.Protocol):
                 return
             if low == b"x-forwarded-proto":
                 return
-            if low == b"transfer-encoding":
+            if low == b"host":
+                req.hosts += 1
+            elif low == b"transfer-encoding":
                 req.transfer_encoding = True
                 if b"chunked" in value.lower():
                     req.chunked = True
@@ -207,11 +211,19 @@ class HttpProxyConnection(asyncio.Protocol):
         req.method = method = p.get_method()
         req.keep_alive = p.should_keep_alive()
         version = p.get_http_version()
+        # Raised, so the parser stops: the client gets a 400 (see _refuse).
+        if req.hosts != 1 and (req.hosts or version > "1.0"):
+            # RFC 9112 3.2, as nginx: which host is meant would be the backend's guess.
+            raise Refused(
+                f"an HTTP/{version} request without a Host header"
+                if not req.hosts
+                else "a request with more than one Host header"
+            )
         if req.transfer_encoding and version == "1.0":
             # RFC 9112 6.1: framing an HTTP/1.0 backend may read otherwise (by a
             # Content-Length, or as no body and the chunks as the next request). nginx
-            # refuses it too. Raised, so the parser stops: the client gets a 400.
-            raise ValueError("an HTTP/1.0 request with Transfer-Encoding")
+            # refuses it too.
+            raise Refused("an HTTP/1.0 request with Transfer-Encoding")
         headers = req.headers
         if req.hop is not None:  # fields the client's Connection named: hop-by-hop too
             hop = req.hop
@@ -355,7 +367,9 @@ class HttpProxyConnection(asyncio.Protocol):
         else:
             up.transport.close()
         queue = self._queue
-        if not (req.keep_alive and up.client_keep_alive) or (self._client_eof and not queue):
+        if not (req.keep_alive and up.client_keep_alive) or (
+            self._client_eof and not queue and not self._refusal
+        ):
             self._close()
         elif queue or self._paused:
             self._next_request()
@@ -364,8 +378,11 @@ class HttpProxyConnection(asyncio.Protocol):
         queue = self._queue
         if self._paused and len(queue) <= 1:
             self.resume(_P_PIPELINE)
-        if queue and queue[0].head is not None:
-            self._dispatch(queue[0])
+        if queue:
+            if queue[0].head is not None:
+                self._dispatch(queue[0])
+        elif self._refusal:
+            self._fail("400 Bad Request", self._refusal)
 
     def upstream_lost(self, up: HttpUpstream) -> None:
         if up is not self._upstream:
@@ -409,6 +426,25 @@ class HttpProxyConnection(asyncio.Protocol):
         return True
 
     # -- endings -------------------------------------------------------------------
+    def _refuse(self, text: str) -> None:
+        """The parser stopped at a request it refused: answer ``400`` and close, after
+        the answers to the requests before it (a pipelining client reads in order)."""
+        queue = self._queue
+        req = self._parsing
+        if queue and queue[-1] is req and not req.complete:
+            if req.head is not None and req is queue[0]:
+                # Its head went out and its body broke: only a close tells the backend.
+                if self._upstream is None and not self._closed:
+                    self.transport.write(error_response("400 Bad Request", text))
+                self._close()
+                return
+            queue.pop()  # never sent on
+        if not queue:
+            self._fail("400 Bad Request", text)
+            return
+        self._refusal = text
+        self.pause(_P_REFUSED)  # the parser stopped: nothing more is read
+
     def _fail(self, status: str, text: str) -> None:
         if not self._closed:
             self.transport.write(error_response(status, text))

@@ -11,6 +11,12 @@ no hop-by-hop option (the usual answer) goes out as it came, with no copy. When 
 response is complete the owner releases the connection to ``UpstreamPool`` (if the
 backend allows keep-alive) for the next request to that backend.
 
+The client gets the response and nothing after it: bytes a backend sends past a
+response's end in the same read (garbage, a second response nobody asked for) are
+dropped and the connection is closed, not pooled (as nginx does). The parser gives no
+offset at the end, so the proxy follows the framing itself (``_body_length``, then a
+byte count or the chunk lines, ``_end_in``) once the final head is whole.
+
 A pooled connection is only reused for the target it was dialed for (same backend
 task, same address), so a request only ever goes out on a connection to the task it
 picked; ``retain`` (called on every routes change) closes idle connections to tasks
@@ -35,6 +41,9 @@ if TYPE_CHECKING:
 P_UPSTREAM = 1  # the upstream's write buffer is full: pause the client
 MAX_HEAD = 64 * 1024  # a longer response head is passed on as is
 _HOP_BY_HOP = (b"connection:", b"keep-alive:")
+# ``HttpUpstream._left`` when it is not a count of body bytes still to come:
+_CHUNKED = -1  # the chunk lines tell where the body ends
+_UNKNOWN = -2  # no final head yet, a body read until close, or a head passed unparsed
 
 
 def client_head(head: bytes, *, head_only: bool, closing: bool = False) -> tuple[bytes, bool]:
@@ -86,10 +95,28 @@ _PLAIN_RESPONSE = re.compile(
 )
 
 
-def _hop_free(data: bytes) -> bool:
-    """Whether the head ``data`` starts with has no hop-by-hop header to drop."""
+def _hop_free(data: bytes) -> int:
+    """The length of the head ``data`` starts with if it has no hop-by-hop header to
+    drop, else 0."""
     found = _HOP_SCAN.search(data)
-    return found is not None and found.group(1) is not None
+    return found.end() if found is not None and found.group(1) is not None else 0
+
+
+def _body_length(head: bytes, *, head_only: bool) -> int:
+    """The body length a final response head announces, ``_CHUNKED`` or ``_UNKNOWN``
+    (read until close). Read as llhttp frames it: it has accepted this head (one
+    Content-Length at most, never with Transfer-Encoding)."""
+    if head_only or head[9:12] in (b"204", b"304"):
+        return 0
+    low = head.lower()
+    at = low.rfind(b"\r\ntransfer-encoding:")
+    if at >= 0:  # chunked only if it is the last coding
+        codings = low[at + 20 : low.find(b"\r\n", at + 20)]
+        return _CHUNKED if codings.rsplit(b",", 1)[-1].strip() == b"chunked" else _UNKNOWN
+    at = low.find(b"\r\ncontent-length:")
+    if at >= 0:
+        return int(low[at + 17 : low.find(b"\r\n", at + 17)])
+    return _UNKNOWN
 
 
 def _rewritten_head(head: bytes, *, head_only: bool, closing: bool = False) -> tuple[bytes, bool]:
@@ -220,6 +247,11 @@ class HttpUpstream(asyncio.Protocol):
         self._head: bytes | None = None  # head bytes held until the final head is whole
         self._fresh = False  # this read starts an HTTP/1.1 response
         self._plain = False  # this read's final head passes unchanged
+        self._left = _UNKNOWN  # body bytes still to come, or _CHUNKED/_UNKNOWN
+        self._skip = 0  # chunked: bytes of chunk data and CRLF still to come
+        self._line = b""  # chunked: a chunk-size or trailer line split across reads
+        self._trailers = False  # chunked: the last chunk went by
+        self._more = False  # this read has bytes past a whole response that are not CR/LF
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         transport = cast(asyncio.Transport, transport)
@@ -235,6 +267,7 @@ class HttpUpstream(asyncio.Protocol):
         self.done = False
         self.client_keep_alive = False
         self._head = b""
+        self._left = _UNKNOWN
 
     def finish(self) -> None:
         self.owner = None
@@ -279,29 +312,45 @@ class HttpUpstream(asyncio.Protocol):
         # need no rewrite (``_plain``) and goes out as it came.
         self._fresh = self._head == b"" and data.startswith(b"HTTP/1.1 ")
         self._plain = False  # set by on_headers_complete during the parse
+        self._more = False  # set by on_message_begin after the response's end
         self.got_response = True
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:  # 101 Switching Protocols
-            owner.transport.write(self._pass_head(data) if self._head is not None else data)
+            owner.transport.write(self._pass_head(data)[0] if self._head is not None else data)
             owner.tunnel_open(self)
             return
         except httptools.HttpParserError:
-            owner.transport.write(self._pass_head(data) if self._head is not None else data)
-            self.done = False
-            self.transport.close()
-            owner.upstream_lost(self)
-            return
-        if self._plain and _hop_free(data):
-            self._head = None
-        elif self._head is not None:
-            data = self._pass_head(data)
-        owner.transport.write(data)
+            if not self.done:  # a malformed response: what came goes on, both ends close
+                owner.transport.write(self._pass_head(data)[0] if self._head is not None else data)
+                self.transport.close()
+                owner.upstream_lost(self)
+                return
+            self._more = True  # what follows a whole response starts none: cut off below
+        out = data
+        body = 0  # where this read's body bytes start; -1: the final head is not whole
+        if self._head is not None:
+            if self._plain and (body := _hop_free(data)):
+                self._head = None
+                self._left = _body_length(data[:body], head_only=self.head_only)
+                if self._left == _CHUNKED:
+                    self._chunked()
+            else:
+                out, body = self._pass_head(data)
+        end = self._end_in(data, body) if body >= 0 and self._left != _UNKNOWN else -1
         if self.done:
+            if end < len(data):  # bytes past the end, or an end not followed (-1)
+                self.keep_alive = False  # so response_done closes this connection
+                if end >= 0:
+                    out = out[: len(out) - len(data) + end]
+            owner.transport.write(out)
             owner.response_done(self)
+            return
+        owner.transport.write(out)
 
-    def _pass_head(self, data: bytes) -> bytes:
-        """Hold bytes until the final (non-1xx) head is whole; return what may go out."""
+    def _pass_head(self, data: bytes) -> tuple[bytes, int]:
+        """Hold bytes until the final (non-1xx) head is whole; return what may go out and
+        where the body starts in ``data`` (-1: no final head known yet)."""
         assert self._head is not None
         whole = held = self._head + data
         out = b""
@@ -310,14 +359,14 @@ class HttpUpstream(asyncio.Protocol):
             if end < 0:
                 if len(held) > MAX_HEAD:
                     self._head = None
-                    return out + held
+                    return out + held, -1
                 self._head = held
-                return out
+                return out, -1
             head, held = held[: end + 4], held[end + 4 :]
             code = head[9:12]  # "HTTP/1.1 200 OK": the status code's digits
             if code == b"101":  # switching protocols: a tunnel follows, pass it all on
                 self._head = None
-                return out + head + held
+                return out + head + held, -1
             if code[:1] == b"1":  # an interim response: the final head follows
                 out += head
                 continue
@@ -325,9 +374,71 @@ class HttpUpstream(asyncio.Protocol):
                 head, head_only=self.head_only, closing=self.closing
             )
             self._head = None
+            self._left = _body_length(head, head_only=self.head_only)
+            if self._left == _CHUNKED:
+                self._chunked()
+            body = len(data) - len(held)
             if rewritten is head and not out:
-                return whole  # one final head, unchanged
-            return out + rewritten + held
+                return whole, body  # one final head, unchanged
+            return out + rewritten + held, body
+
+    def _chunked(self) -> None:
+        self._skip = 0
+        self._line = b""
+        self._trailers = False
+
+    def _end_in(self, data: bytes, at: int) -> int:
+        """Where the response ends in ``data``, whose body bytes start at ``at``; -1 if
+        it does not (what is left of it is counted for the next read)."""
+        left = self._left
+        if left == _CHUNKED:
+            return self._chunks_end(data, at)
+        if left > len(data) - at:
+            self._left = left - len(data) + at
+            return -1
+        self._left = _UNKNOWN
+        return at + left
+
+    def _chunks_end(self, data: bytes, at: int) -> int:
+        """``_end_in`` for a chunked body: follows its chunk-size lines (and trailer
+        lines after the last chunk) through ``data`` from ``at``. llhttp has accepted
+        them: what it refuses never gets here."""
+        if self.done and not self._more and data[-4:] == b"\r\n\r\n" and data[-5:-4] not in b"\r\n":
+            # The usual last read, told without a walk: past the end llhttp skips only
+            # CR and LF (else a message begins, or an error), and a chunked message ends
+            # with CRLFCRLF after another byte, so only the read's end can be its end.
+            return len(data)
+        at += self._skip
+        find = data.find
+        while at <= len(data):
+            eol = find(b"\n", at)
+            if eol < 0:
+                self._skip = 0
+                self._line += data[at:]
+                return -1
+            line = data[at:eol]
+            if self._line:
+                line = self._line + line
+                self._line = b""
+            at = eol + 1
+            if self._trailers:
+                if not line.strip():  # the empty line that ends the message
+                    self._left = _UNKNOWN
+                    return at
+                continue
+            try:
+                size = int(line, 16)  # int() drops the CR
+            except ValueError:  # a chunk extension
+                size = int(line.split(b";", 1)[0], 16)
+            if size:
+                at += size + 2  # the chunk's data and its CRLF
+            elif data[at : at + 2] == b"\r\n":  # the last chunk, no trailers: the end
+                self._left = _UNKNOWN
+                return at + 2
+            else:
+                self._trailers = True  # trailer lines, then an empty one
+        self._skip = at - len(data)
+        return -1
 
     def on_headers_complete(self) -> None:
         p = self.parser
@@ -341,6 +452,10 @@ class HttpUpstream(asyncio.Protocol):
         # its head passes unchanged unless it names hop-by-hop options (rare).
         if self._fresh and keep and not self.closing:
             self._plain = self.client_keep_alive = True
+
+    def on_message_begin(self) -> None:
+        if self.done:  # a second response, in the read that completed the first
+            self._more = True
 
     def on_message_complete(self) -> None:
         if self.done or self.parser.get_status_code() < 200:

@@ -31,7 +31,7 @@ TAIL = b"X-Forwarded-For: 127.0.0.1\r\nX-Forwarded-Proto: http\r\n\r\n"
         b"DELETE /x HTTP/1.1\r\nHost: x\r\nCookie: a=b; c=\xc3\xa9\r\nEmpty:\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: x\r\nTest: v\r\nTrailer-Thing: v\r\n\r\n",  # te... names
         b"GET / HTTP/1.1\r\nConnection: keep-alive\r\nHost: x\r\n\r\n",  # changes nothing
-        b"GET / HTTP/1.1\r\nconnection:Keep-Alive \r\n\r\n",
+        b"GET / HTTP/1.1\r\nconnection:Keep-Alive \r\nhost:x\r\n\r\n",
         b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n",
     ],
 )
@@ -69,6 +69,9 @@ def test_plain_requests_match(head: bytes) -> None:
         b"CONNECT x:443 HTTP/1.1\r\nHost: x\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n",  # pipelined
         b"GET / HTTP/1.1\r\nHost: x\r\n",  # unfinished
+        b"GET / HTTP/1.1\r\nAccept: */*\r\n\r\n",  # no Host: the parser refuses it
+        b"GET / HTTP/1.1\r\nHost: x\r\nA: b\r\nhost: y\r\n\r\n",  # two
+        b"GET / HTTP/1.1\r\nHostname: x\r\n\r\n",
     ],
 )
 def test_requests_the_parser_must_see_do_not_match(head: bytes) -> None:
@@ -200,7 +203,11 @@ async def test_plain_requests_skip_the_parser_from_the_first_one(mesh: MeshProxy
             await asyncio.sleep(0.01)
         (conn,) = conns
         counting = conn._parser = CountingParser(conn._parser)  # type: ignore[assignment]
-        for head in (plain, plain, b"GET / HTTP/1.1\r\nX-Forwarded-For: 10.0.0.1\r\n\r\n"):
+        for head in (
+            plain,
+            plain,
+            b"GET / HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 10.0.0.1\r\n\r\n",
+        ):
             w.write(head)
             got = await asyncio.wait_for(r.readuntil(b"ok"), 5)
             assert got.startswith(b"HTTP/1.1 200 OK")
@@ -327,5 +334,55 @@ async def test_an_http_1_0_client_asking_keep_alive_has_the_proxy_ask_it_too(
     try:
         assert (await _send(listen, head, 1)).endswith(b"ok")
         assert rec.heads == [b"GET / HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n" + TAIL]
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"GET / HTTP/1.1\r\nAccept: */*\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nhost: x\r\n\r\n",  # even the same host twice
+        b"GET / HTTP/1.1\r\nX-Forwarded-For: 10.0.0.1\r\n\r\n",  # parsed for other reasons
+        b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi",
+        b"GET / HTTP/1.0\r\nHost: x\r\nHost: y\r\n\r\n",  # two is one too many in 1.0
+        b"GET http://x/ HTTP/1.1\r\n\r\n",  # nginx wants Host with an absolute target too
+    ],
+)
+async def test_a_request_without_exactly_one_host_is_refused_with_400(
+    mesh: MeshProxy, data: bytes
+) -> None:
+    # RFC 9112 3.2 and nginx: a backend (or its virtual hosts) would have to guess.
+    rec, listen, server = await _listen(mesh)
+    try:
+        got = await _send(listen, data, 0)
+        assert got.startswith(b"HTTP/1.1 400 ") and b"Host header" in got
+        assert b"Connection: close" in got
+        assert rec.heads == []
+    finally:
+        server.close()
+
+
+async def test_an_http_1_0_request_without_host_is_forwarded(mesh: MeshProxy) -> None:
+    rec, listen, server = await _listen(mesh)
+    try:
+        assert (await _send(listen, b"GET / HTTP/1.0\r\n\r\n", 0)).endswith(b"ok")
+        assert rec.heads == [b"GET / HTTP/1.0\r\n" + TAIL]
+    finally:
+        server.close()
+
+
+async def test_a_pipelined_request_without_host_is_refused_after_the_answer_before_it(
+    mesh: MeshProxy,
+) -> None:
+    # The client reads answers in order: the 400 must not take the first one's place.
+    rec, listen, server = await _listen(mesh)
+    one = b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\n"
+    try:
+        got = await _send(listen, one + b"GET /2 HTTP/1.1\r\n\r\n" + one, 0)
+        assert got.startswith(ANSWER + b"HTTP/1.1 400 ")
+        assert got.endswith(b"request without a Host header\n")  # nothing after it
+        assert rec.heads == [one[:-2] + TAIL]
     finally:
         server.close()

@@ -199,3 +199,88 @@ async def test_a_client_asking_to_close_is_told_close_not_keep_alive(mesh: MeshP
             assert got == b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
         assert script.server is not None
         script.server.close()
+
+
+async def _answers(listen: int, request: bytes, size: int, times: int) -> list[bytes]:
+    """``times`` requests on one client connection, each answer read as ``size`` bytes,
+    then all the mesh sends after the client's half-close (nothing, if it kept to the
+    answers: one byte more shifts the next answer)."""
+    r, w = await asyncio.open_connection("127.0.0.1", listen)
+    got = []
+    try:
+        for _ in range(times):
+            w.write(request)
+            got.append(await asyncio.wait_for(r.readexactly(size), 5))
+        w.write_eof()
+        got.append(await asyncio.wait_for(r.read(), 5))
+    finally:
+        w.close()
+    return got
+
+
+CL_ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok"
+CHUNKED_ANSWER = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    ("pieces", "answer"),
+    [
+        ([CL_ANSWER + b"garbage"], CL_ANSWER),
+        ([CL_ANSWER + CL_ANSWER], CL_ANSWER),  # a second response nobody asked for
+        ([CL_ANSWER + b"\r\n"], CL_ANSWER),  # the parser skips it: the mesh must not
+        ([CL_ANSWER[:-2], b"o", b"kgarbage"], CL_ANSWER),  # the body over three reads
+        ([CHUNKED_ANSWER + b"HTTP/1.1 200 OK\r\n\r\n"], CHUNKED_ANSWER),
+        ([CHUNKED_ANSWER + b"\r\n\r\n"], CHUNKED_ANSWER),
+        (
+            [CHUNKED_ANSWER[:-11], b"\r\no", b"k\r\n0\r", b"\n\r", b"\nx"],
+            CHUNKED_ANSWER,  # chunk lines, data and the end split across reads
+        ),
+        (
+            [
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nab\n\r\n0\r\n"
+                b"T: 1\r\n\r\nHTTP/1.1 200 OK"
+            ],
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nab\n\r\n0\r\n"
+            b"T: 1\r\n\r\n",  # a chunk extension, a LF in the data, a trailer
+        ),
+        (
+            [b"HTTP/1.1 204 No Content\r\nConnection: keep-alive\r\n\r\nstray body"],
+            b"HTTP/1.1 204 No Content\r\nConnection: keep-alive\r\n\r\n",
+        ),
+        (
+            [b"HTTP/1.1 100 Continue\r\n\r\n" + CL_ANSWER + b"x"],
+            b"HTTP/1.1 100 Continue\r\n\r\n" + CL_ANSWER,
+        ),
+    ],
+)
+async def test_bytes_after_a_response_are_dropped_and_its_upstream_closed(
+    mesh: MeshProxy, pieces: list[bytes], answer: bytes
+) -> None:
+    # nginx: "upstream sent more data than specified"; the client must not take the
+    # extra bytes for the answer to its next request, nor may the next request's
+    # upstream still hold them. The client stays kept alive.
+    script, listen = await _through(mesh, pieces)
+    assert await _answers(listen, REQUEST, len(answer), 3) == [answer] * 3 + [b""]
+    assert (script.requests, script.connections) == (3, 3)  # none pooled
+
+
+async def test_a_body_sent_to_head_is_dropped_and_its_upstream_closed(mesh: MeshProxy) -> None:
+    script, listen = await _through(mesh, [CL_ANSWER])
+    head = CL_ANSWER[:-2]
+    got = await _answers(listen, b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n", len(head), 2)
+    assert got == [head, head, b""]
+    assert script.connections == 2
+
+
+async def test_a_response_that_ends_its_read_keeps_its_upstream(mesh: MeshProxy) -> None:
+    # The counterpart: the end follows, so whole answers still reuse the upstream.
+    for pieces, answer in (
+        ([CL_ANSWER[:-1], CL_ANSWER[-1:]], CL_ANSWER),
+        ([CHUNKED_ANSWER[:-3], CHUNKED_ANSWER[-3:]], CHUNKED_ANSWER),
+        ([CHUNKED_ANSWER], CHUNKED_ANSWER),
+    ):
+        script, listen = await _through(mesh, pieces)
+        assert await _answers(listen, REQUEST, len(answer), 3) == [answer] * 3 + [b""]
+        assert (script.requests, script.connections) == (3, 1)
+        assert script.server is not None
+        script.server.close()
