@@ -14,7 +14,7 @@ backend allows keep-alive) for the next request to that backend.
 The client gets the response and nothing after it: bytes a backend sends past a
 response's end in the same read (garbage, a second response nobody asked for) are
 dropped and the connection is closed, not pooled (as nginx does). The parser gives no
-offset at the end, so the proxy follows the framing itself (``_body_length``, then a
+offset at the end, so the proxy follows the framing itself (``body_length``, then a
 byte count or the chunk lines, ``_end_in``) once the final head is whole.
 
 A pooled connection is only reused for the target it was dialed for (same backend
@@ -26,12 +26,19 @@ that left the routes and refuses to keep theirs later.
 from __future__ import annotations
 
 import asyncio
-import re
 from typing import TYPE_CHECKING, cast
 
 import httptools
 
 from swarmlite.proxy.context import WRITE_HIGH_WATER
+from swarmlite.proxy.http_response import (
+    CHUNKED,
+    PLAIN_RESPONSE,
+    UNKNOWN,
+    body_length,
+    client_head,
+    hop_free,
+)
 from swarmlite.proxy.table import Target
 
 if TYPE_CHECKING:
@@ -40,105 +47,6 @@ if TYPE_CHECKING:
 
 P_UPSTREAM = 1  # the upstream's write buffer is full: pause the client
 MAX_HEAD = 64 * 1024  # a longer response head is passed on as is
-_HOP_BY_HOP = (b"connection:", b"keep-alive:")
-# ``HttpUpstream._left`` when it is not a count of body bytes still to come:
-_CHUNKED = -1  # the chunk lines tell where the body ends
-_UNKNOWN = -2  # no final head yet, a body read until close, or a head passed unparsed
-
-
-def client_head(head: bytes, *, head_only: bool, closing: bool = False) -> tuple[bytes, bool]:
-    """The final response head as the client gets it, and whether it may keep alive.
-
-    Only a response whose end the client can see without a close (Content-Length,
-    chunked, 204/304, or the answer to HEAD) can keep the client connection open. A
-    client that did not ask to keep alive (``closing``) is told ``Connection: close``.
-    """
-    if closing:
-        return _rewritten_head(head, head_only=head_only, closing=True)
-    low = head.lower()
-    # The common heads, checked in C: the line-by-line rewrite below was the costliest
-    # step of a proxied request.
-    if b"\r\ntransfer-encoding:" not in low and b"\r\nkeep-alive:" not in low:
-        if not (head_only or b"\r\ncontent-length:" in low or head[9:12] in (b"204", b"304")):
-            return head, False
-        connection = low.count(b"\r\nconnection:")
-        if connection == 0:
-            return head[:-2] + b"Connection: keep-alive\r\n\r\n", True
-        if connection == 1 and b"\r\nconnection: keep-alive\r\n" in low:
-            return head, True
-    return _rewritten_head(head, head_only=head_only)
-
-
-# The first of: the head's end (group 1), a Keep-Alive header, or a Connection header
-# that says more than keep-alive. One scan of the head, in C.
-_HOP_SCAN = re.compile(
-    rb"\r\n(?:(\r\n)|keep-alive[ \t]*:|connection[ \t]*:(?![ \t]*keep-alive[ \t]*\r\n))", re.I
-)
-
-
-# A whole kept-alive HTTP/1.1 response in one read (the usual answer): a final status
-# that has a body (not 1xx, 204 or 304), one Content-Length, no Transfer-Encoding, no
-# hop-by-hop header but ``Connection: keep-alive``. It goes out as it came without a
-# parse (the caller checks that the read holds exactly Content-Length bytes of body).
-# Possessive repeats only of classes and atomic groups: see ``http_request.PLAIN_REQUEST``.
-_OTHER_FIELD = (
-    rb"(?>(?!(?i:content-length|transfer-encoding|connection|proxy-connection|keep-alive):)"
-    rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]++:[\t -~\x80-\xff]*+\r\n"
-    rb"|(?i:connection:[ \t]*keep-alive[ \t]*)\r\n)*+"
-)
-_PLAIN_RESPONSE = re.compile(
-    rb"HTTP/1\.1 (?!1|204|304)[1-9]\d\d [\t -~\x80-\xff]*+\r\n"
-    + _OTHER_FIELD
-    + rb"(?i:content-length):[ \t]*+(\d{1,15})[ \t]*+\r\n"
-    + _OTHER_FIELD
-    + rb"\r\n"
-)
-
-
-def _hop_free(data: bytes) -> int:
-    """The length of the head ``data`` starts with if it has no hop-by-hop header to
-    drop, else 0."""
-    found = _HOP_SCAN.search(data)
-    return found.end() if found is not None and found.group(1) is not None else 0
-
-
-def _body_length(head: bytes, *, head_only: bool) -> int:
-    """The body length a final response head announces, ``_CHUNKED`` or ``_UNKNOWN``
-    (read until close). Read as llhttp frames it: it has accepted this head (one
-    Content-Length at most, never with Transfer-Encoding)."""
-    if head_only or head[9:12] in (b"204", b"304"):
-        return 0
-    low = head.lower()
-    at = low.rfind(b"\r\ntransfer-encoding:")
-    if at >= 0:  # chunked only if it is the last coding
-        codings = low[at + 20 : low.find(b"\r\n", at + 20)]
-        return _CHUNKED if codings.rsplit(b",", 1)[-1].strip() == b"chunked" else _UNKNOWN
-    at = low.find(b"\r\ncontent-length:")
-    if at >= 0:
-        return int(low[at + 17 : low.find(b"\r\n", at + 17)])
-    return _UNKNOWN
-
-
-def _rewritten_head(head: bytes, *, head_only: bool, closing: bool = False) -> tuple[bytes, bool]:
-    lines = head.split(b"\r\n")
-    status = lines[0].split(b" ", 2)
-    code = int(status[1]) if len(status) > 1 and status[1].isdigit() else 0
-    delimited = head_only or code in (204, 304)
-    kept: list[bytes] = [lines[0]]
-    for line in lines[1:]:
-        low = line.lower()
-        if low.startswith(b"content-length:") or (
-            low.startswith(b"transfer-encoding:") and b"chunked" in low
-        ):
-            delimited = True
-        if not low.startswith(_HOP_BY_HOP):
-            kept.append(line)
-    if closing:
-        return b"\r\n".join([*kept[:-2], b"Connection: close", b"", b""]), False
-    if not delimited:
-        return head, False
-    # kept ends with the two empty lines of the head's final CRLFCRLF
-    return b"\r\n".join([*kept[:-2], b"Connection: keep-alive", b"", b""]), True
 
 
 class UpstreamPool:
@@ -247,7 +155,7 @@ class HttpUpstream(asyncio.Protocol):
         self._head: bytes | None = None  # head bytes held until the final head is whole
         self._fresh = False  # this read starts an HTTP/1.1 response
         self._plain = False  # this read's final head passes unchanged
-        self._left = _UNKNOWN  # body bytes still to come, or _CHUNKED/_UNKNOWN
+        self._left = UNKNOWN  # body bytes still to come, or CHUNKED/UNKNOWN
         self._skip = 0  # chunked: bytes of chunk data and CRLF still to come
         self._line = b""  # chunked: a chunk-size or trailer line split across reads
         self._trailers = False  # chunked: the last chunk went by
@@ -267,7 +175,7 @@ class HttpUpstream(asyncio.Protocol):
         self.done = False
         self.client_keep_alive = False
         self._head = b""
-        self._left = _UNKNOWN
+        self._left = UNKNOWN
 
     def finish(self) -> None:
         self.owner = None
@@ -299,7 +207,7 @@ class HttpUpstream(asyncio.Protocol):
         if (
             self._head == b""  # a response starts: the parser is between messages
             and self._passable
-            and (plain := _PLAIN_RESPONSE.match(data)) is not None
+            and (plain := PLAIN_RESPONSE.match(data)) is not None
             and len(data) - plain.end() == int(plain[1])
         ):
             # Whole and plain: no parse (the parser stays between messages), no rewrite.
@@ -330,14 +238,14 @@ class HttpUpstream(asyncio.Protocol):
         out = data
         body = 0  # where this read's body bytes start; -1: the final head is not whole
         if self._head is not None:
-            if self._plain and (body := _hop_free(data)):
+            if self._plain and (body := hop_free(data)):
                 self._head = None
-                self._left = _body_length(data[:body], head_only=self.head_only)
-                if self._left == _CHUNKED:
+                self._left = body_length(data[:body], head_only=self.head_only)
+                if self._left == CHUNKED:
                     self._chunked()
             else:
                 out, body = self._pass_head(data)
-        end = self._end_in(data, body) if body >= 0 and self._left != _UNKNOWN else -1
+        end = self._end_in(data, body) if body >= 0 and self._left != UNKNOWN else -1
         if self.done:
             if end < len(data):  # bytes past the end, or an end not followed (-1)
                 self.keep_alive = False  # so response_done closes this connection
@@ -374,8 +282,8 @@ class HttpUpstream(asyncio.Protocol):
                 head, head_only=self.head_only, closing=self.closing
             )
             self._head = None
-            self._left = _body_length(head, head_only=self.head_only)
-            if self._left == _CHUNKED:
+            self._left = body_length(head, head_only=self.head_only)
+            if self._left == CHUNKED:
                 self._chunked()
             body = len(data) - len(held)
             if rewritten is head and not out:
@@ -391,12 +299,12 @@ class HttpUpstream(asyncio.Protocol):
         """Where the response ends in ``data``, whose body bytes start at ``at``; -1 if
         it does not (what is left of it is counted for the next read)."""
         left = self._left
-        if left == _CHUNKED:
+        if left == CHUNKED:
             return self._chunks_end(data, at)
         if left > len(data) - at:
             self._left = left - len(data) + at
             return -1
-        self._left = _UNKNOWN
+        self._left = UNKNOWN
         return at + left
 
     def _chunks_end(self, data: bytes, at: int) -> int:
@@ -423,7 +331,7 @@ class HttpUpstream(asyncio.Protocol):
             at = eol + 1
             if self._trailers:
                 if not line.strip():  # the empty line that ends the message
-                    self._left = _UNKNOWN
+                    self._left = UNKNOWN
                     return at
                 continue
             try:
@@ -433,7 +341,7 @@ class HttpUpstream(asyncio.Protocol):
             if size:
                 at += size + 2  # the chunk's data and its CRLF
             elif data[at : at + 2] == b"\r\n":  # the last chunk, no trailers: the end
-                self._left = _UNKNOWN
+                self._left = UNKNOWN
                 return at + 2
             else:
                 self._trailers = True  # trailer lines, then an empty one

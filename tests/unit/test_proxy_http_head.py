@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from swarmlite.proxy.http_upstream import client_head
+from swarmlite.proxy.http_response import client_head
 
 
 def test_length_delimited_response_from_a_closing_backend_keeps_the_client() -> None:

@@ -11,7 +11,7 @@ import asyncio
 
 import pytest
 
-from swarmlite.proxy.http_upstream import _PLAIN_RESPONSE, _hop_free
+from swarmlite.proxy.http_response import PLAIN_RESPONSE, hop_free
 from swarmlite.proxy.mesh import MeshProxy
 from tests.unit.test_proxy_support import BACKEND_IPS, backend, free_port, route, snapshot
 
@@ -133,12 +133,12 @@ async def test_a_malformed_answer_cuts_the_client_and_is_not_retried(mesh: MeshP
 
 
 def test_hop_free_heads() -> None:
-    assert _hop_free(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-    assert _hop_free(b"HTTP/1.1 200 OK\r\nconnection:  keep-alive \r\n\r\nConnection: x")
-    assert not _hop_free(b"HTTP/1.1 200 OK\r\nConnection: keep-alive, x\r\n\r\n")
-    assert not _hop_free(b"HTTP/1.1 200 OK\r\nKEEP-ALIVE: timeout=5\r\n\r\n")
-    assert not _hop_free(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")
-    assert not _hop_free(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n")  # no end of head
+    assert hop_free(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    assert hop_free(b"HTTP/1.1 200 OK\r\nconnection:  keep-alive \r\n\r\nConnection: x")
+    assert not hop_free(b"HTTP/1.1 200 OK\r\nConnection: keep-alive, x\r\n\r\n")
+    assert not hop_free(b"HTTP/1.1 200 OK\r\nKEEP-ALIVE: timeout=5\r\n\r\n")
+    assert not hop_free(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")
+    assert not hop_free(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n")  # no end of head
 
 
 @pytest.mark.parametrize(
@@ -151,7 +151,7 @@ def test_hop_free_heads() -> None:
     ],
 )
 def test_plain_responses_pass_without_a_parse(data: bytes, length: int) -> None:
-    found = _PLAIN_RESPONSE.match(data)
+    found = PLAIN_RESPONSE.match(data)
     assert found is not None and int(found[1]) == length
     assert len(data) - found.end() == length
 
@@ -177,7 +177,7 @@ def test_plain_responses_pass_without_a_parse(data: bytes, length: int) -> None:
     ],
 )
 def test_responses_the_parser_must_see_do_not_match(data: bytes) -> None:
-    assert _PLAIN_RESPONSE.match(data) is None
+    assert PLAIN_RESPONSE.match(data) is None
 
 
 async def test_a_client_asking_to_close_is_told_close_not_keep_alive(mesh: MeshProxy) -> None:
