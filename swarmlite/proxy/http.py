@@ -28,6 +28,7 @@ import httptools
 from swarmlite.proxy.context import PRECONNECT_LIMIT, WRITE_HIGH_WATER, ProxyContext, connect_any
 from swarmlite.proxy.http_request import (
     BOUNDARY,
+    LOOK,
     MAX_REQUEST_HEAD,
     PLAIN_REQUEST,
     Refused,
@@ -40,14 +41,6 @@ from swarmlite.proxy.table import ListenerRoute, Target
 _P_BUFFER = 2  # too much request body held while no upstream is bound
 _P_PIPELINE = 4  # a pipelined request waits behind the active one
 _P_REFUSED = 8  # a refused request waits for the answers to those before it
-# First letters (lower case) of the request fields the proxy acts on: Host, framing,
-# X-Forwarded-*, and the hop-by-hop fields it drops (each connection has its own).
-_LOOK = frozenset(b"chkptux")
-_HOP_BY_HOP = frozenset((b"connection", b"proxy-connection", b"keep-alive", b"te", b"upgrade"))
-# Never dropped for being named in Connection: what frames the request or routes it.
-_NEVER_NAMED = frozenset(
-    (b"", b"close", b"keep-alive", b"upgrade", b"content-length", b"transfer-encoding", b"host")
-)
 
 
 class HttpProxyConnection(asyncio.Protocol):
@@ -181,28 +174,10 @@ class HttpProxyConnection(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         req = self._parsing
-        if (name[0] | 0x20) in _LOOK:  # only names the proxy may act on need a look
-            low = name.lower()
-            if low == b"x-forwarded-for":
-                req.forwarded += value + b", "
-                return
-            if low == b"x-forwarded-proto":
-                return
-            if low == b"host":
-                req.hosts += 1
-            elif low == b"transfer-encoding":
-                req.transfer_encoding = True
-                if b"chunked" in value.lower():
-                    req.chunked = True
-            elif low in _HOP_BY_HOP:  # this connection's, not the backend's (RFC 9110 7.6.1)
-                if low == b"upgrade":
-                    req.upgrade_to = value
-                elif low != b"keep-alive" and low != b"te":  # (proxy-)connection
-                    named = {o.strip() for o in value.lower().split(b",")} - _NEVER_NAMED
-                    if named:
-                        req.hop = named if req.hop is None else req.hop | named
-                return
-        req.headers += (name, b": ", value, b"\r\n")
+        if (name[0] | 0x20) in LOOK:  # only names the proxy may act on need a look
+            req.take_header(name, value)
+        else:
+            req.headers += (name, b": ", value, b"\r\n")
 
     def on_headers_complete(self) -> None:
         req = self._parsing
@@ -212,47 +187,10 @@ class HttpProxyConnection(asyncio.Protocol):
         req.keep_alive = p.should_keep_alive()
         version = p.get_http_version()
         # Raised, so the parser stops: the client gets a 400 (see _refuse).
-        if req.hosts != 1 and (req.hosts or version > "1.0"):
-            # RFC 9112 3.2, as nginx: which host is meant would be the backend's guess.
-            raise Refused(
-                f"an HTTP/{version} request without a Host header"
-                if not req.hosts
-                else "a request with more than one Host header"
-            )
-        if req.transfer_encoding and version == "1.0":
-            # RFC 9112 6.1: framing an HTTP/1.0 backend may read otherwise (by a
-            # Content-Length, or as no body and the chunks as the next request). nginx
-            # refuses it too.
-            raise Refused("an HTTP/1.0 request with Transfer-Encoding")
-        headers = req.headers
-        if req.hop is not None:  # fields the client's Connection named: hop-by-hop too
-            hop = req.hop
-            headers = [
-                piece
-                for i in range(0, len(headers), 4)
-                if headers[i].lower() not in hop
-                for piece in headers[i : i + 4]
-            ]
-        # The proxy's own connection options toward the backend: an upgrade it asks
-        # for, or keep-alive for HTTP/1.0 (HTTP/1.1 keeps alive without a word).
-        if p.should_upgrade() and req.upgrade_to:
-            headers += (b"Upgrade: ", req.upgrade_to, b"\r\nConnection: upgrade\r\n")
-        elif version == "1.0" and req.keep_alive:
-            headers.append(b"Connection: keep-alive\r\n")
-        req.head = b"".join(
-            (
-                method,
-                b" ",
-                req.url,
-                b" HTTP/1.1\r\n" if version == "1.1" else f" HTTP/{version}\r\n".encode(),
-                *headers,
-                b"X-Forwarded-For: ",
-                req.forwarded,
-                self._forwarded_tail,
-            )
-        )
-        req.headers = []
-        if p.should_upgrade():
+        req.check(version)
+        upgrade = p.should_upgrade()
+        req.head = req.forwarded_head(version, upgrade, self._forwarded_tail)
+        if upgrade:
             req.upgrade = self._tunnel = True
             if method == b"CONNECT":  # a forward proxy's verb: no service is one
                 self._fail("405 Method Not Allowed", "the routing mesh does not serve CONNECT")

@@ -37,6 +37,16 @@ PLAIN_REQUEST = re.compile(
 )
 
 
+# First letters (lower case) of the request fields the proxy acts on: Host, framing,
+# X-Forwarded-*, and the hop-by-hop fields it drops (each connection has its own).
+LOOK = frozenset(b"chkptux")
+_HOP_BY_HOP = frozenset((b"connection", b"proxy-connection", b"keep-alive", b"te", b"upgrade"))
+# Never dropped for being named in Connection: what frames the request or routes it.
+_NEVER_NAMED = frozenset(
+    (b"", b"close", b"keep-alive", b"upgrade", b"content-length", b"transfer-encoding", b"host")
+)
+
+
 class Request:
     """One request of a client connection. The defaults are class attributes, so a
     request without a body costs few stores."""
@@ -60,6 +70,77 @@ class Request:
         self.url = b""
         self.headers: list[bytes] = []  # the forwarded header lines' pieces
         self.chunks: list[bytes] = []
+
+    def take_header(self, name: bytes, value: bytes) -> None:
+        """A field whose name starts with a ``LOOK`` letter: kept, or acted on."""
+        low = name.lower()
+        if low == b"x-forwarded-for":
+            self.forwarded += value + b", "
+            return
+        if low == b"x-forwarded-proto":
+            return
+        if low == b"host":
+            self.hosts += 1
+        elif low == b"transfer-encoding":
+            self.transfer_encoding = True
+            if b"chunked" in value.lower():
+                self.chunked = True
+        elif low in _HOP_BY_HOP:  # this connection's, not the backend's (RFC 9110 7.6.1)
+            if low == b"upgrade":
+                self.upgrade_to = value
+            elif low != b"keep-alive" and low != b"te":  # (proxy-)connection
+                named = {o.strip() for o in value.lower().split(b",")} - _NEVER_NAMED
+                if named:
+                    self.hop = named if self.hop is None else self.hop | named
+            return
+        self.headers += (name, b": ", value, b"\r\n")
+
+    def check(self, version: str) -> None:
+        """Raise ``Refused`` for a head the proxy must not forward."""
+        if self.hosts != 1 and (self.hosts or version > "1.0"):
+            # RFC 9112 3.2, as nginx: which host is meant would be the backend's guess.
+            raise Refused(
+                f"an HTTP/{version} request without a Host header"
+                if not self.hosts
+                else "a request with more than one Host header"
+            )
+        if self.transfer_encoding and version == "1.0":
+            # RFC 9112 6.1: framing an HTTP/1.0 backend may read otherwise (by a
+            # Content-Length, or as no body and the chunks as the next request). nginx
+            # refuses it too.
+            raise Refused("an HTTP/1.0 request with Transfer-Encoding")
+
+    def forwarded_head(self, version: str, upgrade: bool, forwarded_tail: bytes) -> bytes:
+        """The head as the backend gets it; ``forwarded_tail`` ends it (the client's
+        address for X-Forwarded-For, then X-Forwarded-Proto)."""
+        headers = self.headers
+        self.headers = []
+        if self.hop is not None:  # fields the client's Connection named: hop-by-hop too
+            hop = self.hop
+            headers = [
+                piece
+                for i in range(0, len(headers), 4)
+                if headers[i].lower() not in hop
+                for piece in headers[i : i + 4]
+            ]
+        # The proxy's own connection options toward the backend: an upgrade it asks
+        # for, or keep-alive for HTTP/1.0 (HTTP/1.1 keeps alive without a word).
+        if upgrade and self.upgrade_to:
+            headers += (b"Upgrade: ", self.upgrade_to, b"\r\nConnection: upgrade\r\n")
+        elif version == "1.0" and self.keep_alive:
+            headers.append(b"Connection: keep-alive\r\n")
+        return b"".join(
+            (
+                self.method,
+                b" ",
+                self.url,
+                b" HTTP/1.1\r\n" if version == "1.1" else f" HTTP/{version}\r\n".encode(),
+                *headers,
+                b"X-Forwarded-For: ",
+                self.forwarded,
+                forwarded_tail,
+            )
+        )
 
 
 # What a connection "is parsing" between requests: complete, shared, never written to
