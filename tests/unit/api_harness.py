@@ -8,10 +8,12 @@ It counts commits, so a test can say "a malformed request wrote nothing".
 from __future__ import annotations
 
 import socket
+import ssl
 from collections.abc import AsyncIterator, Callable, Sequence
 from types import MappingProxyType
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from swarmlite.api.client import ApiClient
@@ -98,17 +100,32 @@ async def serve(ctx: ApiContext, routes: Sequence[Route]) -> AsyncIterator[ApiCl
         yield api
 
 
-async def serve_port(app: web.Application) -> AsyncIterator[int]:
-    """``app`` served on a free loopback port (yielded), cleaned up after."""
+async def serve_port(
+    app: web.Application, ssl_context: ssl.SSLContext | None = None
+) -> AsyncIterator[int]:
+    """``app`` served on a free loopback port (yielded), cleaned up after; over TLS
+    when given ``ssl_context``."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     runner = web.AppRunner(app)
     await runner.setup()
-    await web.SockSite(runner, sock).start()
+    await web.SockSite(runner, sock, ssl_context=ssl_context).start()
     try:
         yield sock.getsockname()[1]
     finally:
         await runner.cleanup()
+
+
+async def tls_get(port: int, path: str, ctx: ssl.SSLContext) -> tuple[int, str]:
+    """GET ``path`` over TLS from a loopback server with client context ``ctx``:
+    the status and the body."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(
+            f"https://127.0.0.1:{port}{path}", ssl=ctx, timeout=aiohttp.ClientTimeout(total=5)
+        ) as resp,
+    ):
+        return resp.status, await resp.text()
 
 
 async def serve_app(app: web.Application) -> AsyncIterator[ApiClient]:

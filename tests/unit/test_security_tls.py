@@ -29,6 +29,7 @@ from swarmlite.security.tls import (
     server_context,
     write_private,
 )
+from tests.unit.api_harness import serve_port, tls_get
 
 
 @dataclass
@@ -61,15 +62,8 @@ async def _serve(ctx: ssl.SSLContext, ca_pem: str) -> AsyncIterator[int]:
     app.router.add_get("/v1/ca", ca_handler(ca_pem))
     app.router.add_get("/v1/nodes", _whoami)
     app.router.add_get("/v1/tasks", _whoami)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.SockSite(runner, sock, ssl_context=ctx).start()
-    try:
-        yield sock.getsockname()[1]
-    finally:
-        await runner.cleanup()
+    async for p in serve_port(app, ctx):
+        yield p
 
 
 @pytest.fixture
@@ -80,18 +74,8 @@ async def port(cluster: Cluster) -> AsyncIterator[int]:
         yield p
 
 
-async def _get(port: int, path: str, ctx: ssl.SSLContext) -> tuple[int, str]:
-    async with (
-        aiohttp.ClientSession() as session,
-        session.get(
-            f"https://127.0.0.1:{port}{path}", ssl=ctx, timeout=aiohttp.ClientTimeout(total=5)
-        ) as resp,
-    ):
-        return resp.status, await resp.text()
-
-
 async def test_client_with_cluster_cert_gets_200(cluster: Cluster, port: int) -> None:
-    status, body = await _get(port, "/v1/nodes", cluster.manager.client_context())
+    status, body = await tls_get(port, "/v1/nodes", cluster.manager.client_context())
     assert status == 200 and '"node": "m1"' in body
 
 
@@ -99,8 +83,8 @@ async def test_worker_on_manager_only_path_gets_403(
     cluster: Cluster, port: int, caplog: pytest.LogCaptureFixture
 ) -> None:
     ctx = cluster.worker.client_context()
-    assert (await _get(port, "/v1/tasks", ctx))[0] == 200
-    status, body = await _get(port, "/v1/nodes", ctx)
+    assert (await tls_get(port, "/v1/tasks", ctx))[0] == 200
+    status, body = await tls_get(port, "/v1/nodes", ctx)
     assert status == 403 and "worker" in body
     assert "path=/v1/nodes node=w1 role=worker" in caplog.text
     assert "reason=role-not-allowed" in caplog.text
@@ -110,8 +94,8 @@ async def test_client_without_cert_gets_401_except_public_paths(
     cluster: Cluster, port: int
 ) -> None:
     ctx = anonymous_client_context(cluster.ca.cert_pem)
-    assert (await _get(port, "/v1/nodes", ctx))[0] == 401
-    status, body = await _get(port, "/v1/ca", ctx)
+    assert (await tls_get(port, "/v1/nodes", ctx))[0] == 401
+    status, body = await tls_get(port, "/v1/ca", ctx)
     assert status == 200 and body == cluster.ca.cert_pem
 
 
@@ -120,8 +104,8 @@ async def test_strict_server_disconnects_client_without_cert(cluster: Cluster) -
     async for p in _serve(ctx, cluster.ca.cert_pem):
         # Under TLS 1.3 the refusal arrives after the client's handshake: a disconnect.
         with pytest.raises(aiohttp.ClientError):
-            await _get(p, "/v1/ca", anonymous_client_context(cluster.ca.cert_pem))
-        assert (await _get(p, "/v1/tasks", cluster.worker.client_context()))[0] == 200
+            await tls_get(p, "/v1/ca", anonymous_client_context(cluster.ca.cert_pem))
+        assert (await tls_get(p, "/v1/tasks", cluster.worker.client_context()))[0] == 200
 
 
 async def test_foreign_ca_cert_is_refused(cluster: Cluster, port: int) -> None:
@@ -130,20 +114,20 @@ async def test_foreign_ca_cert_is_refused(cluster: Cluster, port: int) -> None:
     # Trusts our CA for the server, but presents a cert the server does not trust.
     ctx = client_context(cert, key, cluster.ca.cert_pem)
     with pytest.raises(aiohttp.ClientError):
-        await _get(port, "/v1/nodes", ctx)
+        await tls_get(port, "/v1/nodes", ctx)
 
 
 async def test_expired_cert_is_refused(cluster: Cluster, port: int) -> None:
     cert, key = cluster.ca.issue("old", "manager", lifetime=timedelta(minutes=-1))
     with pytest.raises(aiohttp.ClientError):
-        await _get(port, "/v1/nodes", client_context(cert, key, cluster.ca.cert_pem))
+        await tls_get(port, "/v1/nodes", client_context(cert, key, cluster.ca.cert_pem))
 
 
 async def test_client_refuses_server_from_foreign_ca(cluster: Cluster, port: int) -> None:
     foreign = ClusterCA.create("evil")
     cert, key = foreign.issue("w9", "worker")
     with pytest.raises(aiohttp.ClientConnectorCertificateError):
-        await _get(port, "/v1/tasks", client_context(cert, key, foreign.cert_pem))
+        await tls_get(port, "/v1/tasks", client_context(cert, key, foreign.cert_pem))
 
 
 async def test_fetch_and_pin_ca(cluster: Cluster, port: int) -> None:
@@ -151,7 +135,7 @@ async def test_fetch_and_pin_ca(cluster: Cluster, port: int) -> None:
     assert await fetch_and_pin_ca("127.0.0.1", port, fingerprint, timeout=5) == cluster.ca.cert_pem
     ctx, ca_pem = await pinned_client_context("127.0.0.1", port, fingerprint.upper())
     assert ca_pem == cluster.ca.cert_pem
-    assert (await _get(port, "/v1/ca", ctx))[0] == 200
+    assert (await tls_get(port, "/v1/ca", ctx))[0] == 200
     with pytest.raises(AuthError, match="does not match the token's fingerprint"):
         await fetch_and_pin_ca("127.0.0.1", port, "0" * 64, timeout=5)
 
@@ -207,17 +191,17 @@ async def test_calls_meant_for_a_manager_refuse_a_worker_server_before_sending(
     """A worker's certificate is from the same CA: alone, it would pass for a manager
     (and receive a join secret, or feed an agent its assignments)."""
     to_managers = cluster.worker.client_context(managers_only=True)
-    assert (await _get(port, "/v1/tasks", to_managers))[0] == 200  # a real manager
+    assert (await tls_get(port, "/v1/tasks", to_managers))[0] == 200  # a real manager
     anonymous = anonymous_client_context(cluster.ca.cert_pem)
-    assert (await _get(port, "/v1/ca", anonymous))[0] == 200
+    assert (await tls_get(port, "/v1/ca", anonymous))[0] == 200
     async for p in _serve(
         cluster.worker.server_context(require_client_cert=False), cluster.ca.cert_pem
     ):
         for ctx in (to_managers, anonymous):
             with pytest.raises(aiohttp.ClientError, match="a worker's, not a manager's"):
-                await _get(p, "/v1/ca", ctx)
+                await tls_get(p, "/v1/ca", ctx)
         # Other calls (a manager asking any node for logs) still reach a worker.
-        assert (await _get(p, "/v1/tasks", cluster.manager.client_context()))[0] == 200
+        assert (await tls_get(p, "/v1/tasks", cluster.manager.client_context()))[0] == 200
 
 
 def test_the_manager_check_holds_under_uvloop_too(cluster: Cluster) -> None:
@@ -227,7 +211,7 @@ def test_the_manager_check_holds_under_uvloop_too(cluster: Cluster) -> None:
             cluster.worker.server_context(require_client_cert=False), cluster.ca.cert_pem
         ):
             try:
-                await _get(p, "/v1/ca", cluster.worker.client_context(managers_only=True))
+                await tls_get(p, "/v1/ca", cluster.worker.client_context(managers_only=True))
             except aiohttp.ClientError as exc:
                 return str(exc)
         return "connected"

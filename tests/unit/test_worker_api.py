@@ -4,15 +4,11 @@ valid manager certificate, not its access. Real mutual TLS on 127.0.0.1."""
 
 from __future__ import annotations
 
-import socket
-import ssl
 from collections.abc import AsyncIterator
 from types import MappingProxyType
 from typing import Any, cast
 
-import aiohttp
 import pytest
-from aiohttp import web
 
 from swarmlite.agent.runtime import DockerRuntime
 from swarmlite.agent.session import NodeAgent
@@ -26,6 +22,7 @@ from swarmlite.spec.objects import Node, NodeRole
 from swarmlite.spec.routes import RoutesSnapshot
 from swarmlite.store.cache import ClusterState
 from swarmlite.store.store import Versioned
+from tests.unit.api_harness import serve_port, tls_get
 
 CURRENT, FORMER, WORKER = "m1current", "m2former", "w1worker"
 LOGS = "/v1/node/services/svc/logs"
@@ -57,26 +54,9 @@ async def worker(creds: dict[str, Credentials]) -> AsyncIterator[tuple[int, Know
     known = KnownManagers()
     runtime = cast(DockerRuntime, _Runtime())
     app = build_worker_app(WORKER, creds[WORKER].ca_pem, runtime, known)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    runner = web.AppRunner(app)
-    await runner.setup()
     tls = creds[WORKER].server_context(require_client_cert=False)
-    await web.SockSite(runner, sock, ssl_context=tls).start()
-    try:
-        yield sock.getsockname()[1], known
-    finally:
-        await runner.cleanup()
-
-
-async def _get(port: int, path: str, ctx: ssl.SSLContext) -> tuple[int, str]:
-    async with (
-        aiohttp.ClientSession() as session,
-        session.get(
-            f"https://127.0.0.1:{port}{path}", ssl=ctx, timeout=aiohttp.ClientTimeout(total=5)
-        ) as resp,
-    ):
-        return resp.status, await resp.text()
+    async for port in serve_port(app, tls):
+        yield port, known
 
 
 async def test_only_a_current_manager_reads_a_workers_logs(
@@ -87,24 +67,24 @@ async def test_only_a_current_manager_reads_a_workers_logs(
     port, known = worker
     current, former = creds[CURRENT].client_context(), creds[FORMER].client_context()
     # No session has named the managers yet: nobody, until one has.
-    status, body = await _get(port, LOGS, current)
+    status, body = await tls_get(port, LOGS, current)
     assert status == 503 and "not yet heard the cluster's managers" in body
     known.heard([CURRENT])
-    assert await _get(port, LOGS, current) == (200, "")
+    assert await tls_get(port, LOGS, current) == (200, "")
     # FORMER still holds a valid manager certificate (removed, or demoted and not renewed).
-    status, body = await _get(port, LOGS, former)
+    status, body = await tls_get(port, LOGS, former)
     assert status == 403
     assert f"node {FORMER} is not a manager of the cluster (removed or demoted)" in body
     assert f"path={LOGS} identity={FORMER} role=manager" in caplog.text
     assert "reason=not-a-current-manager" in caplog.text
     # Its other paths are open to any cluster identity, as before.
-    assert (await _get(port, "/v1/info", former))[0] == 200
+    assert (await tls_get(port, "/v1/info", former))[0] == 200
     # A worker's certificate is refused by role, as before.
-    assert (await _get(port, LOGS, creds[WORKER].client_context()))[0] == 403
+    assert (await tls_get(port, LOGS, creds[WORKER].client_context()))[0] == 403
     # CURRENT demoted, FORMER promoted: the latest set is what counts.
     known.heard([FORMER])
-    assert (await _get(port, LOGS, current))[0] == 403
-    assert (await _get(port, LOGS, former))[0] == 200
+    assert (await tls_get(port, LOGS, current))[0] == 403
+    assert (await tls_get(port, LOGS, former))[0] == 200
 
 
 def test_an_older_managers_message_without_manager_ids_keeps_what_was_heard() -> None:
