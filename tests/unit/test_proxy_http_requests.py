@@ -122,58 +122,54 @@ async def _send(listen: int, data: bytes, answers: int) -> bytes:
         w.close()
 
 
+async def _exchange(mesh: MeshProxy, data: bytes, answers: int) -> tuple[bytes, list[bytes]]:
+    """``data`` sent through the mesh to a ``RecordingBackend``, read as ``_send``
+    does: what the client got, and the heads the backend got."""
+    rec, listen, server = await _listen(mesh)
+    try:
+        return await _send(listen, data, answers), rec.heads
+    finally:
+        server.close()
+
+
 async def test_a_plain_request_is_forwarded_as_it_came_plus_forwarded_headers(
     mesh: MeshProxy,
 ) -> None:
-    rec, listen, server = await _listen(mesh)
     head = b"GET /p?q=1 HTTP/1.1\r\nHost: x\r\nAccept: */*\r\n\r\n"
-    try:
-        assert (await _send(listen, head, 1)).endswith(b"ok")
-        assert rec.heads == [head[:-2] + TAIL]
-    finally:
-        server.close()
+    got, heads = await _exchange(mesh, head, 1)
+    assert got.endswith(b"ok")
+    assert heads == [head[:-2] + TAIL]
 
 
 async def test_a_request_with_forwarded_headers_takes_the_parser_and_extends_them(
     mesh: MeshProxy,
 ) -> None:
-    rec, listen, server = await _listen(mesh)
     head = (
         b"GET / HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 10.0.0.1\r\n"
         b"X-Forwarded-Proto: https\r\n\r\n"
     )
-    try:
-        assert (await _send(listen, head, 1)).endswith(b"ok")
-        assert rec.heads == [
-            b"GET / HTTP/1.1\r\nHost: x\r\n"
-            b"X-Forwarded-For: 10.0.0.1, 127.0.0.1\r\nX-Forwarded-Proto: http\r\n\r\n"
-        ]
-    finally:
-        server.close()
+    got, heads = await _exchange(mesh, head, 1)
+    assert got.endswith(b"ok")
+    assert heads == [
+        b"GET / HTTP/1.1\r\nHost: x\r\n"
+        b"X-Forwarded-For: 10.0.0.1, 127.0.0.1\r\nX-Forwarded-Proto: http\r\n\r\n"
+    ]
 
 
 async def test_pipelined_plain_requests_are_answered_in_order(mesh: MeshProxy) -> None:
-    rec, listen, server = await _listen(mesh)
     one = b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\n"
     two = b"GET /2 HTTP/1.1\r\nHost: x\r\n\r\n"
-    try:
-        got = await _send(listen, one + two, 2)
-        assert got.count(b"HTTP/1.1 200 OK") == 2
-        assert rec.heads == [one[:-2] + TAIL, two[:-2] + TAIL]
-    finally:
-        server.close()
+    got, heads = await _exchange(mesh, one + two, 2)
+    assert got.count(b"HTTP/1.1 200 OK") == 2
+    assert heads == [one[:-2] + TAIL, two[:-2] + TAIL]
 
 
 async def test_a_space_before_a_framing_headers_colon_is_refused(mesh: MeshProxy) -> None:
     # Not the fast path, and the parser refuses it: a backend reading it as framing
     # could otherwise take the next request for this one's body.
-    rec, listen, server = await _listen(mesh)
-    try:
-        got = await _send(listen, b"GET / HTTP/1.1\r\nTransfer-Encoding : chunked\r\n\r\n", 0)
-        assert got.startswith(b"HTTP/1.1 400 ")
-        assert rec.heads == []
-    finally:
-        server.close()
+    got, heads = await _exchange(mesh, b"GET / HTTP/1.1\r\nTransfer-Encoding : chunked\r\n\r\n", 0)
+    assert got.startswith(b"HTTP/1.1 400 ")
+    assert heads == []
 
 
 class CountingParser:
@@ -273,18 +269,14 @@ async def test_a_client_paused_by_a_full_upstream_reads_again_after_the_response
 async def test_an_http_1_0_request_with_transfer_encoding_is_refused(mesh: MeshProxy) -> None:
     # RFC 9112 6.1: its framing is faulty. A backend may ignore Transfer-Encoding in
     # HTTP/1.0 and read the chunks as the next request on a kept-alive connection.
-    rec, listen, server = await _listen(mesh)
-    try:
-        got = await _send(
-            listen,
-            b"POST / HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n"
-            b"Transfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n",
-            0,
-        )
-        assert got.startswith(b"HTTP/1.1 400 ")
-        assert rec.heads == []
-    finally:
-        server.close()
+    got, heads = await _exchange(
+        mesh,
+        b"POST / HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n",
+        0,
+    )
+    assert got.startswith(b"HTTP/1.1 400 ")
+    assert heads == []
 
 
 async def test_an_endless_request_head_is_refused_with_431(mesh: MeshProxy) -> None:
@@ -313,29 +305,23 @@ async def test_hop_by_hop_fields_of_the_client_are_not_forwarded(mesh: MeshProxy
     # RFC 9110 7.6.1: Connection, the fields it names, Keep-Alive, TE, Proxy-Connection
     # and an Upgrade not taken belong to the client's connection. A forwarded
     # "Connection: close" also closed the kept-alive upstream after every request.
-    rec, listen, server = await _listen(mesh)
     head = (
         b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close, X-Secret, Content-Length\r\n"
         b"X-Secret: s\r\nKeep-Alive: timeout=5\r\nTE: trailers\r\n"
         b"Proxy-Connection: keep-alive\r\nUpgrade: h2c\r\nAccept: */*\r\n\r\n"
     )
-    try:
-        assert (await _send(listen, head, 0)).endswith(b"ok")
-        assert rec.heads == [b"GET / HTTP/1.1\r\nHost: x\r\nAccept: */*\r\n" + TAIL]
-    finally:
-        server.close()
+    got, heads = await _exchange(mesh, head, 0)
+    assert got.endswith(b"ok")
+    assert heads == [b"GET / HTTP/1.1\r\nHost: x\r\nAccept: */*\r\n" + TAIL]
 
 
 async def test_an_http_1_0_client_asking_keep_alive_has_the_proxy_ask_it_too(
     mesh: MeshProxy,
 ) -> None:
-    rec, listen, server = await _listen(mesh)
     head = b"GET / HTTP/1.0\r\nConnection: Keep-Alive, X-A\r\nX-A: 1\r\nHost: x\r\n\r\n"
-    try:
-        assert (await _send(listen, head, 1)).endswith(b"ok")
-        assert rec.heads == [b"GET / HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n" + TAIL]
-    finally:
-        server.close()
+    got, heads = await _exchange(mesh, head, 1)
+    assert got.endswith(b"ok")
+    assert heads == [b"GET / HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n" + TAIL]
 
 
 @pytest.mark.parametrize(
@@ -354,35 +340,24 @@ async def test_a_request_without_exactly_one_host_is_refused_with_400(
     mesh: MeshProxy, data: bytes
 ) -> None:
     # RFC 9112 3.2 and nginx: a backend (or its virtual hosts) would have to guess.
-    rec, listen, server = await _listen(mesh)
-    try:
-        got = await _send(listen, data, 0)
-        assert got.startswith(b"HTTP/1.1 400 ") and b"Host header" in got
-        assert b"Connection: close" in got
-        assert rec.heads == []
-    finally:
-        server.close()
+    got, heads = await _exchange(mesh, data, 0)
+    assert got.startswith(b"HTTP/1.1 400 ") and b"Host header" in got
+    assert b"Connection: close" in got
+    assert heads == []
 
 
 async def test_an_http_1_0_request_without_host_is_forwarded(mesh: MeshProxy) -> None:
-    rec, listen, server = await _listen(mesh)
-    try:
-        assert (await _send(listen, b"GET / HTTP/1.0\r\n\r\n", 0)).endswith(b"ok")
-        assert rec.heads == [b"GET / HTTP/1.0\r\n" + TAIL]
-    finally:
-        server.close()
+    got, heads = await _exchange(mesh, b"GET / HTTP/1.0\r\n\r\n", 0)
+    assert got.endswith(b"ok")
+    assert heads == [b"GET / HTTP/1.0\r\n" + TAIL]
 
 
 async def test_a_pipelined_request_without_host_is_refused_after_the_answer_before_it(
     mesh: MeshProxy,
 ) -> None:
     # The client reads answers in order: the 400 must not take the first one's place.
-    rec, listen, server = await _listen(mesh)
     one = b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\n"
-    try:
-        got = await _send(listen, one + b"GET /2 HTTP/1.1\r\n\r\n" + one, 0)
-        assert got.startswith(ANSWER + b"HTTP/1.1 400 ")
-        assert got.endswith(b"request without a Host header\n")  # nothing after it
-        assert rec.heads == [one[:-2] + TAIL]
-    finally:
-        server.close()
+    got, heads = await _exchange(mesh, one + b"GET /2 HTTP/1.1\r\n\r\n" + one, 0)
+    assert got.startswith(ANSWER + b"HTTP/1.1 400 ")
+    assert got.endswith(b"request without a Host header\n")  # nothing after it
+    assert heads == [one[:-2] + TAIL]
