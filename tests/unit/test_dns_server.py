@@ -92,6 +92,16 @@ async def query(
         transport.close()
 
 
+async def query_tcp(
+    r: asyncio.StreamReader, w: asyncio.StreamWriter, question: DNSRecord
+) -> DNSRecord:
+    """Asked over the TCP connection ``r``/``w``, each message behind its 2-byte length."""
+    packet = question.pack()
+    w.write(len(packet).to_bytes(2, "big") + packet)
+    size = int.from_bytes(await asyncio.wait_for(r.readexactly(2), 5), "big")
+    return DNSRecord.parse(await r.readexactly(size))
+
+
 def _ips(reply: DNSRecord) -> list[str]:
     return [str(rr.rdata) for rr in reply.rr]
 
@@ -185,10 +195,7 @@ async def test_aaaa_for_cluster_name_is_empty_noerror_and_tasks_lists_replicas(
 async def test_tcp_query(dns: tuple[ServiceNameServer, int]) -> None:
     _, port = dns
     r, w = await asyncio.open_connection(FRONT_GW, port, local_addr=(WEB_IP, 0))
-    packet = DNSRecord.question("web").pack()
-    w.write(len(packet).to_bytes(2, "big") + packet)
-    size = int.from_bytes(await asyncio.wait_for(r.readexactly(2), 5), "big")
-    reply = DNSRecord.parse(await r.readexactly(size))
+    reply = await query_tcp(r, w, DNSRecord.question("web"))
     w.close()
     assert _ips(reply) == ["10.0.1.10"]
 
@@ -348,10 +355,7 @@ async def test_an_idle_tcp_connection_is_closed_and_stop_closes_the_rest(
     await server.apply(_snapshot())
     try:
         r, w = await asyncio.open_connection(FRONT_GW, port, local_addr=(WEB_IP, 0))
-        packet = DNSRecord.question("web").pack()
-        w.write(len(packet).to_bytes(2, "big") + packet)
-        size = int.from_bytes(await asyncio.wait_for(r.readexactly(2), 5), "big")
-        await r.readexactly(size)
+        await query_tcp(r, w, DNSRecord.question("web"))
         assert await asyncio.wait_for(r.read(), 2) == b""  # closed once idle
         w.close()
         assert not server.tcp_clients
@@ -402,10 +406,7 @@ async def test_an_edns_query_over_tcp_gets_an_opt_record_back(
     r, w = await asyncio.open_connection(FRONT_GW, port, local_addr=(WEB_IP, 0))
     question = DNSRecord.question("web")
     question.add_ar(EDNS0(udp_len=1400))
-    packet = question.pack()
-    w.write(len(packet).to_bytes(2, "big") + packet)
-    size = int.from_bytes(await asyncio.wait_for(r.readexactly(2), 5), "big")
-    reply = DNSRecord.parse(await r.readexactly(size))
+    reply = await query_tcp(r, w, question)
     w.close()
     assert _ips(reply) == ["10.0.1.10"]
     opt = _opt(reply)
