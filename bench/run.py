@@ -21,6 +21,7 @@ import importlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -186,6 +187,23 @@ def print_table(results: list[ScenarioResult]) -> None:
             print("         " + d)
 
 
+# The fixed ports the scenarios publish or listen on (deploy, mesh, kill, lifecycle).
+FIXED_PORTS = (18400, 18410, 18411, 18412, 18420, 18421, 18430)
+
+
+def ports_taken() -> list[int]:
+    taken = []
+    for port in FIXED_PORTS:
+        with socket.socket() as probe:
+            # As a server binds: fails for a listener only, not for TIME_WAIT leftovers.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(("0.0.0.0", port))
+            except OSError:
+                taken.append(port)
+    return taken
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="swarmlite benchmarks")
     parser.add_argument(
@@ -216,6 +234,13 @@ def main(argv: list[str] | None = None) -> int:
     # PYTHONDONTWRITEBYTECODE set (it is on these machines), every CLI call and the daemon
     # compiled ~40 modules again, ~45 ms of each `swarmlite deploy`.
     compileall.compile_dir(Path(swarmlite.__file__).parent, quiet=1)
+
+    taken = ports_taken()
+    if taken:
+        # Another listener there (a node or nginx left by an earlier run) would answer
+        # the load in place of what this run starts, and the tables would be about it.
+        log(f"ports {', '.join(map(str, taken))} are in use: stop what listens there first")
+        return 2
 
     # SIGTERM unwinds like Ctrl-C, so the cleanup below still runs.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
