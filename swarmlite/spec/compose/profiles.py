@@ -35,6 +35,12 @@ class EnabledProfiles:
     def enables(self, profiles: tuple[str, ...]) -> bool:
         return not profiles or ALL in self.names or not self.names.isdisjoint(profiles)
 
+    def described(self, when_none: str) -> str:
+        """What is enabled and by what, for a message; ``when_none`` if nothing is."""
+        if not self.names:
+            return when_none
+        return f"{self.source} enables {', '.join(sorted(self.names))}"
+
 
 def enabled_profiles(given: Sequence[str] | None, env: Mapping[str, str]) -> EnabledProfiles:
     """``--profile`` names if any, else ``COMPOSE_PROFILES``; blanks are dropped."""
@@ -95,11 +101,7 @@ def no_active_service(
     profiles: Mapping[str, tuple[str, ...]], enabled: EnabledProfiles, pos: Pos, problems: Problems
 ) -> None:
     known = ", ".join(sorted({p for names in profiles.values() for p in names}))
-    now = (
-        f"{enabled.source} enables {', '.join(sorted(enabled.names))}"
-        if enabled.names
-        else "none is enabled"
-    )
+    now = enabled.described("none is enabled")
     problems.error(
         f"no service is active: every service has profiles ({known}) and {now}",
         pos,
@@ -112,11 +114,7 @@ def inactive_dependency(
     dep: str, dep_profiles: tuple[str, ...], service: str, enabled: EnabledProfiles
 ) -> tuple[str, str]:
     """Message and hint for an active service that depends on an inactive one."""
-    now = (
-        f"{enabled.source} enables {', '.join(sorted(enabled.names))}"
-        if enabled.names
-        else "no profile is enabled"
-    )
+    now = enabled.described("no profile is enabled")
     message = (
         f"depends on service {dep!r}, which is not active "
         f"(its profiles: {', '.join(dep_profiles)}; {now})"
