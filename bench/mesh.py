@@ -2,7 +2,8 @@
 
 Backends: 3 replicas of ``swarmlite/nginx:1`` (one worker, a fixed "ok"), published
 by swarmlite twice: a TCP port and an ``app_protocol: http`` port. The reference is
-Debian's nginx as a host process, ``worker_processes 1``, round-robin reverse proxy to
+Debian's nginx as a host process with as many workers as the mesh has event loops (one
+per CPU), round-robin reverse proxy to
 the same 3 container IPs with upstream keepalive. Peak: ``wrk -t1 -c32 --latency``.
 Added p99: ``wrk`` paced to half of nginx's peak (a Lua ``delay()`` between each
 connection's requests, many connections), p99 minus direct's p99.
@@ -29,6 +30,7 @@ from bench.common import (
     not_measured,
     wait_for,
 )
+from swarmlite.proxy.workers import default_workers
 
 NAME = "mesh"
 TITLE = "Routing mesh throughput and latency"
@@ -47,7 +49,8 @@ METHOD = [
     "as a TCP port "
     f"({TCP_PORT}) and an `app_protocol: http` port ({HTTP_PORT}). Reference: Debian's nginx as a "
     "host process, "
-    "`worker_processes 1` (the mesh runs one event loop), round-robin `proxy_pass` to the same 3 "
+    f"`worker_processes {default_workers()}` (the mesh's event loops: one per CPU, the "
+    "daemon's and worker processes), round-robin `proxy_pass` to the same 3 "
     "container IPs, "
     f"upstream `keepalive {NGINX_KEEPALIVE}` (more than the paced run's connections), "
     "HTTP/1.1. Direct: wrk to one backend container's IP.",
@@ -77,14 +80,15 @@ def compose() -> str:
     )
 
 
-def nginx_conf(tmp: Path, ips: list[str]) -> str:
+def nginx_conf(tmp: Path, ips: list[str], workers: int) -> str:
     servers = "".join(f"        server {ip}:8080;\n" for ip in ips)
     temp = "".join(
         f"    {k}_temp_path {tmp}/{k};\n"
         for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
     )
     return (
-        f"worker_processes 1;\ndaemon off;\npid {tmp}/nginx.pid;\nerror_log {tmp}/error.log warn;\n"
+        f"worker_processes {workers};\ndaemon off;\npid {tmp}/nginx.pid;\n"
+        f"error_log {tmp}/error.log warn;\n"
         "events { worker_connections 4096; }\n"
         "http {\n    access_log off;\n"
         + temp
@@ -262,7 +266,7 @@ def run(bench: Bench) -> ScenarioResult:
             lambda: all(http_get(8080, host=ip) == "ok" for ip in ips), 30, 0.1, "backends direct"
         )
         tmp.mkdir(parents=True, exist_ok=True)
-        (tmp / "nginx.conf").write_text(nginx_conf(tmp, ips))
+        (tmp / "nginx.conf").write_text(nginx_conf(tmp, ips, default_workers()))
         nginx = subprocess.Popen(
             ["nginx", "-p", str(tmp), "-c", str(tmp / "nginx.conf")],
             stdout=subprocess.DEVNULL,

@@ -29,6 +29,8 @@ DEFAULT_ADDRESS_POOL = "10.213.0.0/16"
 # namespace and address (multi-host tests; see swarmlite/agent/node_network.py).
 WorkloadNetwork = Literal["bridge", "node"]
 WORKLOAD_NETWORK_ENV = "SWARMLITE_WORKLOAD_NETWORK"
+MESH_WORKERS_ENV = "SWARMLITE_MESH_WORKERS"
+MAX_MESH_WORKERS = 64
 
 
 def default_data_dir() -> Path:
@@ -51,6 +53,9 @@ class NodeConfig(Frozen, frozen=True):
     etcd_peer_port: int = DEFAULT_ETCD_PEER_PORT
     # Where the mesh binds published ports (every address by default).
     mesh_host: str = "0.0.0.0"
+    # Event loops (the daemon's and worker processes) serving the mesh; 0: one per CPU.
+    # $SWARMLITE_MESH_WORKERS overrides it when set.
+    mesh_workers: int = 0
     # Managers this node may reach, "host:port"; its own address first on a manager.
     managers: tuple[str, ...] = ()
     # Port the service name server listens on at each network gateway.
@@ -92,6 +97,13 @@ def load_config(data_dir: Path) -> NodeConfig:
         if mode not in ("bridge", "node"):
             raise DaemonError(f"{WORKLOAD_NETWORK_ENV}={mode!r}: expected 'bridge' or 'node'")
         config = msgspec.structs.replace(config, workload_network=mode)
+    workers = os.environ.get(MESH_WORKERS_ENV)
+    if workers:
+        if not workers.isdigit() or int(workers) > MAX_MESH_WORKERS:
+            raise DaemonError(
+                f"{MESH_WORKERS_ENV}={workers!r}: expected 0 (one per CPU) to {MAX_MESH_WORKERS}"
+            )
+        config = msgspec.structs.replace(config, mesh_workers=int(workers))
     return config
 
 

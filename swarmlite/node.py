@@ -38,6 +38,7 @@ from swarmlite.errors import ConflictError, SwarmliteError
 from swarmlite.manager.role import ManagerRole
 from swarmlite.proxy.dns import ServiceNameServer
 from swarmlite.proxy.mesh import MeshProxy
+from swarmlite.proxy.workers import MeshWorkers, default_workers
 from swarmlite.role_change import become_manager, become_worker
 from swarmlite.security.ca import STORE_ACCESS_NAME, ClusterCA, grants_store_access
 from swarmlite.security.renewal import CertRenewer, renewal_handler
@@ -154,7 +155,8 @@ class Daemon:
         stack.push_async_callback(runner.cleanup)
         site = web.TCPSite(runner, cfg.listen_host, cfg.api_port, ssl_context=server_tls)
         await site.start()
-        mesh = MeshProxy(cfg.node_id, cfg.mesh_host)
+        loops = cfg.mesh_workers or default_workers()
+        mesh = MeshWorkers(MeshProxy(cfg.node_id, cfg.mesh_host), extra=loops - 1)
         # Node mode: resolv.conf names this server, so other names go to Docker's DNS.
         names = ServiceNameServer(
             port=cfg.dns_port, nameservers=[DOCKER_EMBEDDED_DNS] if node_mode else None

@@ -39,7 +39,7 @@ from swarmlite.api.agent_protocol import (
 from swarmlite.api.membership import KnownManagers
 from swarmlite.errors import SwarmliteError
 from swarmlite.proxy.dns import ServiceNameServer
-from swarmlite.proxy.mesh import MeshProxy
+from swarmlite.proxy.workers import Mesh
 from swarmlite.spec.objects import Network, NodeResources, Platform, TaskStatus
 from swarmlite.spec.routes import RoutesSnapshot
 
@@ -64,7 +64,7 @@ class NodeAgent:
         managers: Sequence[str],
         ssl_context: ssl.SSLContext | None,
         runtime: DockerRuntime,
-        mesh: MeshProxy,
+        mesh: Mesh,
         names: ServiceNameServer | None,
         node_network: bool = False,
         on_cluster_change: Callable[[tuple[str, ...], str], None] | None = None,

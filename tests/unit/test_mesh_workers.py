@@ -1,0 +1,174 @@
+"""The mesh over several event loops: real worker processes on loopback, real TCP."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+
+import msgspec
+import pytest
+
+from swarmlite.proxy.mesh import MeshProxy
+from swarmlite.proxy.worker import Reply
+from swarmlite.proxy.workers import MeshWorkers
+from swarmlite.spec.routes import RoutesSnapshot
+from tests.unit.test_proxy_support import (
+    BACKEND_IPS,
+    TcpBackend,
+    backend,
+    free_port,
+    route,
+    snapshot,
+    wait_for,
+)
+
+CONNS = 24  # new connections: all landing on one of two listeners has odds 2 * 2**-24
+
+
+@pytest.fixture
+async def workers() -> AsyncIterator[MeshWorkers]:
+    m = MeshWorkers(MeshProxy("n1", bind_host="127.0.0.1"), extra=1)
+    await m.start()
+    assert await m.wait_workers(30) == 1
+    yield m
+    await m.stop(grace=0.5)
+
+
+@pytest.fixture
+async def tcp_backends() -> AsyncIterator[list[TcpBackend]]:
+    port = free_port(BACKEND_IPS[0])
+    started = [await TcpBackend(f"b{i}", ip, port).start() for i, ip in enumerate(BACKEND_IPS[:2])]
+    yield started
+    for b in started:
+        await b.stop()
+
+
+def _snapshot(port: int, bs: list[TcpBackend], revision: int = 1) -> RoutesSnapshot:
+    tasks = tuple(backend(b.name, b.host) for b in bs)
+    return snapshot(
+        route("web", published=port, target=bs[0].port, backends=tasks), revision=revision
+    )
+
+
+async def _ask_name(port: int) -> str:
+    r, w = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        w.write(b"name\n")
+        return (await asyncio.wait_for(r.readline(), 5)).decode().strip()
+    finally:
+        w.close()
+
+
+def _listeners(port: int) -> set[int]:
+    """Pids holding a listening TCP socket on ``port`` (from /proc, as ``ss -tlnp``)."""
+    inodes = set()
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            if int(fields[1].split(":")[1], 16) == port and fields[3] == "0A":  # LISTEN
+                inodes.add(fields[9])
+    pids = set()
+    for pid in (p for p in os.listdir("/proc") if p.isdigit()):
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:  # gone, or not ours to read
+            continue
+        for fd in fds:
+            try:
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:  # closed while we looked
+                continue
+            if link.startswith("socket:[") and link[8:-1] in inodes:
+                pids.add(int(pid))
+    return pids
+
+
+async def test_every_loop_listens_and_serves(
+    workers: MeshWorkers, tcp_backends: list[TcpBackend]
+) -> None:
+    port = free_port()
+    decision = await workers.apply(_snapshot(port, tcp_backends))
+    assert decision.endswith("loops=2/2"), decision
+    worker_pid = workers.workers[0].pid
+    assert worker_pid is not None
+    assert _listeners(port) == {os.getpid(), worker_pid}
+    names = await asyncio.gather(*(_ask_name(port) for _ in range(CONNS)))
+    assert set(names) == {"b0", "b1"}
+    # Each loop balances on its own; together they still reach every backend evenly enough.
+    assert sum(b.accepts for b in tcp_backends) == CONNS
+
+
+async def test_drained_waits_for_connections_held_by_every_loop(
+    workers: MeshWorkers, tcp_backends: list[TcpBackend]
+) -> None:
+    b0 = tcp_backends[0]
+    port = free_port()
+    await workers.apply(_snapshot(port, [b0]))
+    held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(CONNS)]
+    for _, w in held:
+        w.write(b"echo\n")
+    await wait_for(lambda: b0.accepts == CONNS)
+    # Some connections went to the worker process: the daemon's loop alone holds fewer.
+    assert 0 < workers.local.in_flight("b0") < CONNS
+    assert not await workers.drained("b0", 0.2)
+    for _, w in held[: CONNS // 2]:
+        w.close()
+    assert not await workers.drained("b0", 0.2)
+    for _, w in held[CONNS // 2 :]:
+        w.close()
+    assert await workers.drained("b0", 5.0)
+
+
+async def test_a_killed_worker_comes_back_with_the_routes_it_missed(
+    workers: MeshWorkers, tcp_backends: list[TcpBackend]
+) -> None:
+    b0, b1 = tcp_backends
+    port = free_port()
+    await workers.apply(_snapshot(port, [b0]))
+    first = workers.workers[0].pid
+    assert first is not None
+    os.kill(first, signal.SIGKILL)
+    await wait_for(lambda: not workers.workers[0].alive)
+    # While it is down the daemon's loop serves alone, and the new routes wait for it.
+    decision = await workers.apply(_snapshot(port, [b1], revision=2))
+    assert decision.endswith("loops=1/2"), decision
+    assert await _ask_name(port) == "b1"
+    await wait_for(lambda: workers.workers[0].alive, timeout=15)
+    assert workers.workers[0].pid not in (None, first)
+    assert workers.workers[0].restarts == 1
+    assert _listeners(port) == {os.getpid(), workers.workers[0].pid}
+    names = await asyncio.gather(*(_ask_name(port) for _ in range(CONNS)))
+    assert set(names) == {"b1"}
+
+
+async def test_a_worker_stops_when_the_daemon_goes_away() -> None:
+    """End of stdin is the daemon's death (even by SIGKILL): the worker must not linger."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "swarmlite.proxy.worker",
+        "n1",
+        "127.0.0.1",
+        "7",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    ready = msgspec.json.decode(await asyncio.wait_for(proc.stdout.readline(), 30), type=Reply)
+    assert ready.id == 0 and ready.decision == "ready"
+    proc.stdin.close()
+    assert await asyncio.wait_for(proc.wait(), 10) == 0
+
+
+async def test_one_loop_is_the_daemons_own_proxy_alone() -> None:
+    m = MeshWorkers(MeshProxy("n1", bind_host="127.0.0.1"), extra=0)
+    await m.start()
+    try:
+        port = free_port()
+        assert "loops=" not in await m.apply(snapshot(route("web", published=port)))
+        assert _listeners(port) == {os.getpid()}
+    finally:
+        await m.stop(grace=0.1)
