@@ -12,6 +12,7 @@ connection's requests, many connections), p99 minus direct's p99.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import shutil
 import subprocess
@@ -30,6 +31,7 @@ from bench.common import (
     not_measured,
     wait_for,
 )
+from swarmlite.config import MESH_WORKERS_ENV
 from swarmlite.proxy.workers import default_workers
 
 NAME = "mesh"
@@ -49,8 +51,9 @@ METHOD = [
     "as a TCP port "
     f"({TCP_PORT}) and an `app_protocol: http` port ({HTTP_PORT}). Reference: Debian's nginx as a "
     "host process, "
-    f"`worker_processes {default_workers()}` (the mesh's event loops: one per CPU, the "
-    "daemon's and worker processes), round-robin `proxy_pass` to the same 3 "
+    "`worker_processes` as many as the mesh's event loops (one per CPU unless "
+    f"`{MESH_WORKERS_ENV}` says; the daemon's and worker processes), round-robin "
+    "`proxy_pass` to the same 3 "
     "container IPs, "
     f"upstream `keepalive {NGINX_KEEPALIVE}` (more than the paced run's connections), "
     "HTTP/1.1. Direct: wrk to one backend container's IP.",
@@ -78,6 +81,11 @@ def compose() -> str:
         "        app_protocol: http\n"
         "    deploy:\n      replicas: 3\n"
     )
+
+
+def mesh_loops() -> int:
+    """The event loops the benchmark's node serves its mesh with (as the daemon decides)."""
+    return int(os.environ.get(MESH_WORKERS_ENV) or 0) or default_workers()
 
 
 def nginx_conf(tmp: Path, ips: list[str], workers: int) -> str:
@@ -266,7 +274,7 @@ def run(bench: Bench) -> ScenarioResult:
             lambda: all(http_get(8080, host=ip) == "ok" for ip in ips), 30, 0.1, "backends direct"
         )
         tmp.mkdir(parents=True, exist_ok=True)
-        (tmp / "nginx.conf").write_text(nginx_conf(tmp, ips, default_workers()))
+        (tmp / "nginx.conf").write_text(nginx_conf(tmp, ips, mesh_loops()))
         nginx = subprocess.Popen(
             ["nginx", "-p", str(tmp), "-c", str(tmp / "nginx.conf")],
             stdout=subprocess.DEVNULL,
@@ -313,6 +321,7 @@ def _measure(bench: Bench, direct_ip: str) -> ScenarioResult:
         return median([x[key] for x in peak[name]])
 
     result = ScenarioResult(NAME, TITLE, METHOD)
+    result.notes.append(f"mesh event loops and nginx worker processes: {mesh_loops()} each")
     for name in targets:
         if any(x["non2xx"] or x["errors"] for x in peak[name]):
             result.notes.append(f"wrk reported non-2xx responses or socket errors for {name}")
