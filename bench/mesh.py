@@ -3,7 +3,7 @@
 Backends: 3 replicas of ``swarmlite/nginx:1`` (one worker, a fixed "ok"), published
 by swarmlite twice: a TCP port and an ``app_protocol: http`` port. The reference is
 Debian's nginx as a host process with as many workers as the mesh has event loops (one
-per CPU), round-robin reverse proxy to
+per CPU but one), round-robin reverse proxy to
 the same 3 container IPs with upstream keepalive. Peak: ``wrk -t1 -c32 --latency``.
 Added p99: ``wrk`` paced to half of nginx's peak (a Lua ``delay()`` between each
 connection's requests, many connections), p99 minus direct's p99.
@@ -51,7 +51,7 @@ METHOD = [
     "as a TCP port "
     f"({TCP_PORT}) and an `app_protocol: http` port ({HTTP_PORT}). Reference: Debian's nginx as a "
     "host process, "
-    "`worker_processes` as many as the mesh's event loops (one per CPU unless "
+    "`worker_processes` as many as the mesh's event loops (one per CPU but one unless "
     f"`{MESH_WORKERS_ENV}` says; the daemon's and worker processes), round-robin "
     "`proxy_pass` to the same 3 "
     "container IPs, "

@@ -53,7 +53,8 @@ class NodeConfig(Frozen, frozen=True):
     etcd_peer_port: int = DEFAULT_ETCD_PEER_PORT
     # Where the mesh binds published ports (every address by default).
     mesh_host: str = "0.0.0.0"
-    # Event loops (the daemon's and worker processes) serving the mesh; 0: one per CPU.
+    # Event loops (the daemon's and worker processes) serving the mesh; 0: one per CPU
+    # but one (see proxy/workers.py).
     # $SWARMLITE_MESH_WORKERS overrides it when set.
     mesh_workers: int = 0
     # Managers this node may reach, "host:port"; its own address first on a manager.
@@ -101,7 +102,8 @@ def load_config(data_dir: Path) -> NodeConfig:
     if workers:
         if not workers.isdigit() or int(workers) > MAX_MESH_WORKERS:
             raise DaemonError(
-                f"{MESH_WORKERS_ENV}={workers!r}: expected 0 (one per CPU) to {MAX_MESH_WORKERS}"
+                f"{MESH_WORKERS_ENV}={workers!r}: expected 0 (the default: one per CPU "
+                f"but one) to {MAX_MESH_WORKERS}"
             )
         config = msgspec.structs.replace(config, mesh_workers=int(workers))
     return config

@@ -7,13 +7,16 @@ import os
 import signal
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import msgspec
 import pytest
 
+from swarmlite.config import MESH_WORKERS_ENV, NodeConfig, load_config, save_config
+from swarmlite.errors import DaemonError
 from swarmlite.proxy.mesh import MeshProxy
 from swarmlite.proxy.worker import Reply
-from swarmlite.proxy.workers import MeshWorkers
+from swarmlite.proxy.workers import MeshWorkers, loops_for
 from swarmlite.spec.routes import RoutesSnapshot
 from tests.unit.test_proxy_support import (
     BACKEND_IPS,
@@ -172,3 +175,29 @@ async def test_one_loop_is_the_daemons_own_proxy_alone() -> None:
         assert _listeners(port) == {os.getpid()}
     finally:
         await m.stop(grace=0.1)
+
+
+def _config_dir(tmp_path: Path) -> Path:
+    save_config(
+        tmp_path,
+        NodeConfig(
+            node_id="n1", cluster_id="c1", role="worker", hostname="h", advertise_addr="::1"
+        ),
+    )
+    return tmp_path
+
+
+def test_the_environment_sets_the_loops(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data_dir = _config_dir(tmp_path)
+    assert load_config(data_dir).mesh_workers == 0  # the default: one per CPU but one
+    monkeypatch.setenv(MESH_WORKERS_ENV, "3")
+    assert load_config(data_dir).mesh_workers == 3
+    for bad in ("-1", "two", "65"):
+        monkeypatch.setenv(MESH_WORKERS_ENV, bad)
+        with pytest.raises(DaemonError, match=f"{MESH_WORKERS_ENV}='{bad}': expected 0"):
+            load_config(data_dir)
+
+
+@pytest.mark.parametrize(("cpus", "loops"), [(1, 1), (2, 1), (3, 2), (4, 3), (9, 8), (64, 8)])
+def test_the_default_leaves_the_node_a_cpu(cpus: int, loops: int) -> None:
+    assert loops_for(cpus) == loops
