@@ -141,7 +141,8 @@ async def connect_any(
     node cannot reach (``ProxyContext.address`` is None) are skipped.
 
     Nothing was sent yet when a connect fails, so moving on is always safe; the
-    picker then skips the failed target for a while (``table.FAIL_TIMEOUT``).
+    picker then skips the failed target for a while (``table.FAIL_TIMEOUT``, or
+    ``REFUSED_TIMEOUT`` for a refusal).
     Returns ``None`` when every target failed. Each dial counts as in flight to its
     target (``ProxyContext.begin``); the returned target stays counted and the
     caller calls ``ctx.end(target.task_id)`` when its connection or request ends.
@@ -164,9 +165,9 @@ async def connect_any(
                 loop.create_connection(partial(factory, target), host, port),
                 ctx.connect_timeout,
             )
-        except (OSError, TimeoutError):
+        except (OSError, TimeoutError) as exc:
             ctx.end(target.task_id)
-            picker.failed(target)
+            picker.failed(target, refused=isinstance(exc, ConnectionRefusedError))
             target = _next_untried(picker, tried)
             continue
         except BaseException:

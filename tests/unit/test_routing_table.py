@@ -6,6 +6,7 @@ import msgspec
 
 from swarmlite.proxy.table import (
     FAIL_TIMEOUT,
+    REFUSED_TIMEOUT,
     BackendPicker,
     RoutingTable,
     Target,
@@ -43,6 +44,17 @@ def test_picker_skips_a_failed_target_until_its_fail_timeout() -> None:
     assert [p.pick() for _ in range(4)] == [_t(1), _t(3), _t(1), _t(3)]
     clock.now += FAIL_TIMEOUT
     assert {p.pick() for _ in range(3)} == {_t(1), _t(2), _t(3)}
+
+
+def test_picker_skips_a_refusing_target_only_briefly() -> None:
+    """A replica just started refuses until it listens; it must not wait out 5 s."""
+    clock = Clock()
+    p = BackendPicker([_t(1), _t(2), _t(3)], clock=clock)
+    p.failed(_t(2), refused=True)
+    assert [p.pick() for _ in range(4)] == [_t(1), _t(3), _t(1), _t(3)]
+    clock.now += REFUSED_TIMEOUT
+    assert {p.pick() for _ in range(3)} == {_t(1), _t(2), _t(3)}
+    assert REFUSED_TIMEOUT < FAIL_TIMEOUT
 
 
 def test_picker_with_every_target_failed_still_round_robins() -> None:
