@@ -9,9 +9,11 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from swarmlite.proxy.table import FAIL_TIMEOUT
 from tests.integration.harness import TIMEOUT_FACTOR, SwarmNode, wait_until
 
 pytestmark = pytest.mark.integration
@@ -285,3 +287,51 @@ def test_routes_follow_a_scale_up_within_a_second(node: SwarmNode) -> None:
         thread.join(timeout=5)
     lag = first_seen[host] - float(task["status"]["timestamp"])
     assert lag < 1.5 * TIMEOUT_FACTOR, f"routed {lag:.2f}s after the task was running"
+
+
+SLOW_PORT = 18203
+# Listens 0.5 s after its container starts: no healthcheck, so it is routed meanwhile.
+SLOW_STACK = f"""
+services:
+  slow:
+    image: swarmlite/demo-web:1
+    entrypoint: ["/bin/sh", "-c", "sleep 0.5; exec /usr/local/bin/demo-web"]
+    ports:
+      - "{SLOW_PORT}:8080"
+    deploy:
+      replicas: 2
+      restart_policy:
+        condition: any
+        delay: 0s
+"""
+
+
+def test_a_replacement_that_listens_late_joins_the_rotation_soon(
+    node: SwarmNode, tmp_path: Path
+) -> None:
+    """Refused while it starts, a replica is skipped only briefly, not for 5 s."""
+    compose = tmp_path / "slow.yml"
+    compose.write_text(SLOW_STACK)
+    assert node.deploy(compose, "slowst").returncode == 0
+    try:
+        node.wait_running("slowst_slow", 2)
+        wait_until(lambda: len(set(hostnames(SLOW_PORT, 6))) == 2, timeout=15, what="2 answer")
+        # Both were refused while they started: once that is forgotten the survivor is
+        # the only healthy target, and the replacement's refusals decide its fate.
+        time.sleep(FAIL_TIMEOUT + 0.5)
+        before = container_hosts(node, "slowst_slow")
+        subprocess.run(["docker", "kill", sorted(before.values())[0]], check=True)
+        seen_at: dict[str, float] = {}
+        deadline = time.time() + 20 * TIMEOUT_FACTOR
+        while time.time() < deadline and not (set(seen_at) - set(before)):
+            with contextlib.suppress(Exception):  # probes back to back, new connections
+                seen_at.setdefault(hostname(get(SLOW_PORT, timeout=1.0)), time.time())
+        running = node.wait_running("slowst_slow", 2)
+        (new,) = [t for t in running if t["status"]["container_id"][:12] not in before]
+        host = new["status"]["container_id"][:12]
+        assert host in seen_at, f"the replacement never answered: {seen_at}"
+        lag = seen_at[host] - float(new["status"]["timestamp"])
+        # It listens 0.5 s after running; a refused connect skips it 0.5 s (was 5 s).
+        assert lag < 2.5 * TIMEOUT_FACTOR, f"answered {lag:.2f}s after running"
+    finally:
+        node.cli("stack", "rm", "slowst")
