@@ -17,14 +17,12 @@ from swarmlite.errors import DaemonError
 from swarmlite.proxy.mesh import MeshProxy
 from swarmlite.proxy.worker import Reply
 from swarmlite.proxy.workers import MeshWorkers, loops_for
-from swarmlite.spec.routes import RoutesSnapshot
 from tests.unit.test_proxy_support import (
-    BACKEND_IPS,
     TcpBackend,
-    backend,
     free_port,
     route,
     snapshot,
+    tcp_snapshot,
     wait_for,
 )
 
@@ -38,22 +36,6 @@ async def workers() -> AsyncIterator[MeshWorkers]:
     assert await m.wait_workers(30) == 1
     yield m
     await m.stop(grace=0.5)
-
-
-@pytest.fixture
-async def tcp_backends() -> AsyncIterator[list[TcpBackend]]:
-    port = free_port(BACKEND_IPS[0])
-    started = [await TcpBackend(f"b{i}", ip, port).start() for i, ip in enumerate(BACKEND_IPS[:2])]
-    yield started
-    for b in started:
-        await b.stop()
-
-
-def _snapshot(port: int, bs: list[TcpBackend], revision: int = 1) -> RoutesSnapshot:
-    tasks = tuple(backend(b.name, b.host) for b in bs)
-    return snapshot(
-        route("web", published=port, target=bs[0].port, backends=tasks), revision=revision
-    )
 
 
 async def _ask_name(port: int) -> str:
@@ -93,7 +75,7 @@ async def test_every_loop_listens_and_serves(
     workers: MeshWorkers, tcp_backends: list[TcpBackend]
 ) -> None:
     port = free_port()
-    decision = await workers.apply(_snapshot(port, tcp_backends))
+    decision = await workers.apply(tcp_snapshot(port, tcp_backends))
     assert decision.endswith("loops=2/2"), decision
     worker_pid = workers.workers[0].pid
     assert worker_pid is not None
@@ -109,7 +91,7 @@ async def test_drained_waits_for_connections_held_by_every_loop(
 ) -> None:
     b0 = tcp_backends[0]
     port = free_port()
-    await workers.apply(_snapshot(port, [b0]))
+    await workers.apply(tcp_snapshot(port, [b0]))
     held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(CONNS)]
     for _, w in held:
         w.write(b"echo\n")
@@ -130,13 +112,13 @@ async def test_a_killed_worker_comes_back_with_the_routes_it_missed(
 ) -> None:
     b0, b1 = tcp_backends
     port = free_port()
-    await workers.apply(_snapshot(port, [b0]))
+    await workers.apply(tcp_snapshot(port, [b0]))
     first = workers.workers[0].pid
     assert first is not None
     os.kill(first, signal.SIGKILL)
     await wait_for(lambda: not workers.workers[0].alive)
     # While it is down the daemon's loop serves alone, and the new routes wait for it.
-    decision = await workers.apply(_snapshot(port, [b1], revision=2))
+    decision = await workers.apply(tcp_snapshot(port, [b1], revision=2))
     assert decision.endswith("loops=1/2"), decision
     assert await _ask_name(port) == "b1"
     await wait_for(lambda: workers.workers[0].alive, timeout=15)

@@ -18,6 +18,7 @@ from tests.unit.test_proxy_support import (
     free_port,
     route,
     snapshot,
+    tcp_snapshot,
     wait_for,
 )
 
@@ -53,32 +54,16 @@ async def test_drained_gives_up_after_the_timeout() -> None:
 # -- TCP mode: a connection is in flight from its dial until it closes -----------------
 
 
-@pytest.fixture
-async def tcp_backends() -> AsyncIterator[list[TcpBackend]]:
-    port = free_port(BACKEND_IPS[0])
-    started = [await TcpBackend(f"b{i}", ip, port).start() for i, ip in enumerate(BACKEND_IPS[:2])]
-    yield started
-    for b in started:
-        await b.stop()
-
-
-def _tcp_snapshot(port: int, bs: list[TcpBackend], revision: int = 1) -> object:
-    tasks = tuple(backend(b.name, b.host) for b in bs)
-    return snapshot(
-        route("web", published=port, target=bs[0].port, backends=tasks), revision=revision
-    )
-
-
 async def test_tcp_connection_keeps_a_removed_backend_undrained_until_it_closes(
     mesh: MeshProxy, tcp_backends: list[TcpBackend]
 ) -> None:
     b0, b1 = tcp_backends
     port = free_port()
-    await mesh.apply(_tcp_snapshot(port, [b0]))  # type: ignore[arg-type]
+    await mesh.apply(tcp_snapshot(port, [b0]))
     r, w = await asyncio.open_connection("127.0.0.1", port)
     w.write(b"echo\n")
     await wait_for(lambda: mesh.in_flight("b0") == 1)
-    await mesh.apply(_tcp_snapshot(port, [b1], revision=2))  # type: ignore[arg-type]
+    await mesh.apply(tcp_snapshot(port, [b1], revision=2))
     assert not await mesh.drained("b0", 0.05)  # the open connection still runs on b0
 
     r2, w2 = await asyncio.open_connection("127.0.0.1", port)

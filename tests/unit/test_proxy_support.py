@@ -62,6 +62,14 @@ def snapshot(
     return RoutesSnapshot(revision=revision, services=services, networks=networks)
 
 
+def tcp_snapshot(port: int, bs: list[TcpBackend], revision: int = 1) -> RoutesSnapshot:
+    """``web`` published on ``port`` (TCP) with the backends ``bs`` as its replicas."""
+    tasks = tuple(backend(b.name, b.host) for b in bs)
+    return snapshot(
+        route("web", published=port, target=bs[0].port, backends=tasks), revision=revision
+    )
+
+
 def network(name: str, gateway: str, subnet: str = "10.0.0.0/24") -> Network:
     return Network(id=f"id-{name}", name=name, stack="st", subnet=subnet, gateway=gateway)
 
