@@ -67,10 +67,10 @@ async def serve(node_id: str, bind_host: str) -> None:
     loop = asyncio.get_running_loop()
     mesh = MeshProxy(node_id, bind_host)
     await mesh.start()
-    terminated = asyncio.Event()
-    loop.add_signal_handler(signal.SIGTERM, terminated.set)
     reader = asyncio.StreamReader(limit=MAX_LINE)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    # SIGTERM (the daemon's process group being stopped) ends it as a closed stdin does.
+    loop.add_signal_handler(signal.SIGTERM, reader.feed_eof)
     decoder = msgspec.json.Decoder(Command)
     waits: set[asyncio.Task[None]] = set()
 
@@ -78,19 +78,7 @@ async def serve(node_id: str, bind_host: str) -> None:
         _send(Reply(id=cmd.id, drained=await mesh.drained(cmd.task_id, cmd.timeout)))
 
     _send(Reply(id=0, decision="ready"))
-    grace = ORPHAN_GRACE
-    while True:
-        line_task = asyncio.ensure_future(reader.readline())
-        term_task = asyncio.ensure_future(terminated.wait())
-        await asyncio.wait({line_task, term_task}, return_when=asyncio.FIRST_COMPLETED)
-        term_task.cancel()
-        if not line_task.done():  # SIGTERM: the daemon's process group is being stopped
-            line_task.cancel()
-            break
-        line = line_task.result()
-        if not line:
-            log.warning("mesh worker: the daemon is gone, stopping")
-            break
+    while line := await reader.readline():
         cmd = decoder.decode(line)
         if isinstance(cmd, Apply):
             _send(Reply(id=cmd.id, decision=await mesh.apply(cmd.snapshot)))
@@ -99,11 +87,11 @@ async def serve(node_id: str, bind_host: str) -> None:
             waits.add(task)
             task.add_done_callback(waits.discard)
         else:
-            grace = cmd.grace
-            await mesh.stop(grace)
+            await mesh.stop(cmd.grace)
             _send(Reply(id=cmd.id, decision="stopped"))
             return
-    await mesh.stop(grace)
+    log.warning("mesh worker: the daemon is gone or sent SIGTERM, stopping")
+    await mesh.stop(ORPHAN_GRACE)
 
 
 def main(argv: list[str]) -> None:

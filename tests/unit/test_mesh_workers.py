@@ -129,8 +129,10 @@ async def test_a_killed_worker_comes_back_with_the_routes_it_missed(
     assert set(names) == {"b1"}
 
 
-async def test_a_worker_stops_when_the_daemon_goes_away() -> None:
-    """End of stdin is the daemon's death (even by SIGKILL): the worker must not linger."""
+@pytest.mark.parametrize("end", ["stdin closed", "SIGTERM"])
+async def test_a_worker_stops_when_the_daemon_goes_away(end: str) -> None:
+    """End of stdin is the daemon's death (even by SIGKILL): the worker must not linger;
+    SIGTERM (its process group stopped) ends it the same way."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -144,7 +146,10 @@ async def test_a_worker_stops_when_the_daemon_goes_away() -> None:
     assert proc.stdin is not None and proc.stdout is not None
     ready = msgspec.json.decode(await asyncio.wait_for(proc.stdout.readline(), 30), type=Reply)
     assert ready.id == 0 and ready.decision == "ready"
-    proc.stdin.close()
+    if end == "SIGTERM":
+        proc.send_signal(signal.SIGTERM)
+    else:
+        proc.stdin.close()
     assert await asyncio.wait_for(proc.wait(), 10) == 0
 
 
