@@ -17,8 +17,8 @@ MAX_REQUEST_HEAD = 64 * 1024
 # keep-alive`` only, which changes nothing), to an origin-form target or ``*``. It goes
 # out as it came plus X-Forwarded-For, with no parser callback: they cost more of the
 # proxy's CPU than the rest of the request's Python. Anything else (another version, a
-# body, no Host or two, a pipelined second request, any malformed byte) goes to
-# httptools (which refuses a missing or second Host, RFC 9112 3.2). Possessive and
+# body, no Host or two or an invalid one, a pipelined second request, any malformed
+# byte) goes to httptools (and a missing, second or invalid Host is refused there). Possessive and
 # atomic: a head is scanned once. Keep every ``*+``/``++`` on a character class or an
 # atomic group: 3.11 before 3.11.5 (Debian 12 has 3.11.2) mismatches a possessive
 # repeat of anything else (CPython gh-106052).
@@ -28,10 +28,21 @@ _OTHER_FIELDS = (
     rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]++:[\t -~\x80-\xff]*+\r\n"
     rb"|(?i:connection:[ \t]*keep-alive[ \t]*)\r\n)*+"
 )
+# A Host value the proxy forwards: uri-host [":" port] (RFC 9110 7.2, RFC 3986 3.2.2),
+# a reg-name without ".." (nginx: "client sent invalid host header"; a backend may map
+# hosts to paths) or an IP literal. Anything else (empty, a space, "/") gets 400.
+_REG_NAME = rb"[A-Za-z0-9\-_~!$&'()*+,;=%]"
+_HOST_VALUE = (
+    rb"(?>\.?" + _REG_NAME + rb"++(?>(?:\." + _REG_NAME + rb"++)*)\.?"
+    rb"|\[[A-Za-z0-9:._~%!$&'()*+,;=\-]++\])(?::[0-9]*+)?"
+)
+VALID_HOST = re.compile(_HOST_VALUE)
 PLAIN_REQUEST = re.compile(
     rb"(GET|HEAD|DELETE|OPTIONS) (?:/[!-~]*+|\*) HTTP/1\.1\r\n"
     + _OTHER_FIELDS
-    + rb"(?i:host):[\t -~\x80-\xff]*+\r\n"
+    + rb"(?i:host):[ \t]*+"
+    + _HOST_VALUE
+    + rb"[ \t]*+\r\n"
     + _OTHER_FIELDS
     + rb"\r\n"
 )
@@ -58,6 +69,7 @@ class Request:
     chunked = False
     transfer_encoding = False
     hosts = 0  # Host header lines
+    bad_host = False  # a Host value that is not uri-host[:port]
     upgrade_to = b""  # the client's Upgrade value, sent on only with an upgrade
     hop: set[bytes] | None = None  # fields named in the client's Connection header
     complete = False
@@ -81,6 +93,8 @@ class Request:
             return
         if low == b"host":
             self.hosts += 1
+            if VALID_HOST.fullmatch(value.strip(b" \t")) is None:
+                self.bad_host = True
         elif low == b"transfer-encoding":
             self.transfer_encoding = True
             if b"chunked" in value.lower():
@@ -104,6 +118,8 @@ class Request:
                 if not self.hosts
                 else "a request with more than one Host header"
             )
+        if self.bad_host:
+            raise Refused("a request with an invalid Host header")
         if self.transfer_encoding and version == "1.0":
             # RFC 9112 6.1: framing an HTTP/1.0 backend may read otherwise (by a
             # Content-Length, or as no body and the chunks as the next request). nginx

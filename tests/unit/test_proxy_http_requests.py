@@ -21,6 +21,8 @@ from tests.unit.test_proxy_support import BACKEND_IPS, backend, free_port, route
 
 ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 TAIL = b"X-Forwarded-For: 127.0.0.1\r\nX-Forwarded-Proto: http\r\n\r\n"
+# Host values refused with 400 (nginx: "client sent invalid host header").
+_INVALID_HOSTS = (b"", b" ", b" a b", b" a/b", b" a..b", b" ..", b" x:8a", b" [::1", b" a@b")
 
 
 @pytest.mark.parametrize(
@@ -72,6 +74,7 @@ def test_plain_requests_match(head: bytes) -> None:
         b"GET / HTTP/1.1\r\nAccept: */*\r\n\r\n",  # no Host: the parser refuses it
         b"GET / HTTP/1.1\r\nHost: x\r\nA: b\r\nhost: y\r\n\r\n",  # two
         b"GET / HTTP/1.1\r\nHostname: x\r\n\r\n",
+        *(b"GET / HTTP/1.1\r\nHost:" + v + b"\r\n\r\n" for v in _INVALID_HOSTS),
     ],
 )
 def test_requests_the_parser_must_see_do_not_match(head: bytes) -> None:
@@ -361,3 +364,28 @@ async def test_a_pipelined_request_without_host_is_refused_after_the_answer_befo
     assert got.startswith(ANSWER + b"HTTP/1.1 400 ")
     assert got.endswith(b"request without a Host header\n")  # nothing after it
     assert heads == [one[:-2] + TAIL]
+
+
+@pytest.mark.parametrize("value", _INVALID_HOSTS)
+@pytest.mark.parametrize("version", [b"1.1", b"1.0"])
+async def test_a_request_with_an_invalid_host_is_refused_with_400(
+    mesh: MeshProxy, value: bytes, version: bytes
+) -> None:
+    data = b"GET / HTTP/" + version + b"\r\nHost:" + value + b"\r\n\r\n"
+    got, heads = await _exchange(mesh, data, 0)
+    assert got.startswith(b"HTTP/1.1 400 ")
+    assert got.endswith(b"a request with an invalid Host header\n")
+    assert heads == []
+
+
+@pytest.mark.parametrize(
+    "value", [b"example.com.", b"[::1]:8080", b"10.0.0.1:", b"a-b_c~d.e", b"\tx:80 "]
+)
+async def test_a_request_with_a_valid_host_is_forwarded_as_it_came(
+    mesh: MeshProxy, value: bytes
+) -> None:
+    head = b"GET / HTTP/1.1\r\nHost:" + value + b"\r\nAccept: */*\r\n\r\n"
+    assert PLAIN_REQUEST.fullmatch(head) is not None
+    got, heads = await _exchange(mesh, head, 1)
+    assert got.endswith(b"ok")
+    assert heads == [head[:-2] + TAIL]
