@@ -71,6 +71,7 @@ def bootstrap(
     api_port: int,
     address_pool: str = DEFAULT_ADDRESS_POOL,
     cert_lifetime: float = 90 * 86400.0,
+    mesh_workers: int = 0,
 ) -> NodeConfig:
     """Create a new cluster's first node on disk: config, CA, certificates, join tokens.
 
@@ -115,6 +116,7 @@ def bootstrap(
         managers=(f"{advertise_addr}:{api_port}",),
         address_pool=address_pool,
         cert_lifetime=cert_lifetime,
+        mesh_workers=mesh_workers,
     )
     save_config(data_dir, config)
     return config
@@ -143,6 +145,7 @@ async def join_cluster(
     advertise_addr: str,
     listen_host: str,
     api_port: int,
+    mesh_workers: int = 0,
     timeout: float = 30.0,
 ) -> NodeConfig:
     """Ask ``manager`` to admit this node; on success, write the node to ``data_dir``."""
@@ -175,7 +178,22 @@ async def join_cluster(
     if status != 200:
         raise SwarmliteError(f"join failed ({status}): {_error_text(body)}")
     answer = msgspec.json.decode(body, type=JoinResponse)
-    return _write_joined(data_dir, answer, key_pem, advertise_addr, listen_host, api_port, manager)
+    return _write_joined(
+        data_dir,
+        answer,
+        key_pem,
+        manager,
+        NodeConfig(
+            node_id=answer.node_id,
+            cluster_id=answer.cluster_id,
+            role=answer.role,
+            hostname=socket.gethostname(),
+            advertise_addr=advertise_addr,
+            listen_host=listen_host,
+            api_port=api_port,
+            mesh_workers=mesh_workers,
+        ),
+    )
 
 
 def _error_text(body: bytes) -> str:
@@ -186,14 +204,9 @@ def _error_text(body: bytes) -> str:
 
 
 def _write_joined(
-    data_dir: Path,
-    answer: JoinResponse,
-    key_pem: str,
-    advertise_addr: str,
-    listen_host: str,
-    api_port: int,
-    manager: str,
+    data_dir: Path, answer: JoinResponse, key_pem: str, manager: str, local: NodeConfig
 ) -> NodeConfig:
+    """Save what the manager answered; ``local`` holds what this node chose itself."""
     is_manager = answer.role == "manager"
     _private_dir(data_dir)
     Credentials(
@@ -205,17 +218,12 @@ def _write_joined(
     if is_manager:
         write_manager_files(data_dir, answer)
     managers = tuple(dict.fromkeys((*answer.managers, manager)))
-    config = NodeConfig(
-        node_id=answer.node_id,
-        cluster_id=answer.cluster_id,
-        role=answer.role,
-        hostname=socket.gethostname(),
-        advertise_addr=advertise_addr,
-        listen_host=listen_host,
-        api_port=api_port,
-        etcd_client_port=api_port + 2,
-        etcd_peer_port=api_port + 3,
-        managers=(f"{advertise_addr}:{api_port}", *managers) if is_manager else managers,
+    me = f"{local.advertise_addr}:{local.api_port}"
+    config = msgspec.structs.replace(
+        local,
+        etcd_client_port=local.api_port + 2,
+        etcd_peer_port=local.api_port + 3,
+        managers=(me, *managers) if is_manager else managers,
         address_pool=answer.address_pool or DEFAULT_ADDRESS_POOL,
         etcd_initial_cluster=answer.etcd_initial_cluster,
         etcd_initial_state="existing" if is_manager else "new",

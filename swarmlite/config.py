@@ -100,13 +100,20 @@ def load_config(data_dir: Path) -> NodeConfig:
         config = msgspec.structs.replace(config, workload_network=mode)
     workers = os.environ.get(MESH_WORKERS_ENV)
     if workers:
-        if not workers.isdigit() or int(workers) > MAX_MESH_WORKERS:
-            raise DaemonError(
-                f"{MESH_WORKERS_ENV}={workers!r}: expected 0 (the default: one per CPU "
-                f"but one) to {MAX_MESH_WORKERS}"
-            )
-        config = msgspec.structs.replace(config, mesh_workers=int(workers))
+        count = mesh_workers_count(workers, MESH_WORKERS_ENV)
+        config = msgspec.structs.replace(config, mesh_workers=count)
     return config
+
+
+def mesh_workers_count(text: str, source: str) -> int:
+    """``text`` as a mesh event loop count; ``source`` (a flag or variable) names it in
+    the error."""
+    if not text.isdigit() or int(text) > MAX_MESH_WORKERS:
+        raise DaemonError(
+            f"{source}={text!r}: expected 0 (the default: one per CPU but one) "
+            f"to {MAX_MESH_WORKERS}"
+        )
+    return int(text)
 
 
 def save_config(data_dir: Path, config: NodeConfig) -> None:

@@ -21,9 +21,12 @@ from swarmlite.cli.common import add_command
 from swarmlite.config import (
     DEFAULT_ADDRESS_POOL,
     DEFAULT_API_PORT,
+    MAX_MESH_WORKERS,
+    MESH_WORKERS_ENV,
     NodeConfig,
     config_path,
     load_config,
+    mesh_workers_count,
 )
 from swarmlite.errors import AuthError, DaemonError, SpecError, SwarmliteError
 
@@ -65,6 +68,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         default="2160h",
         help="lifetime of node certificates, renewed after two thirds of it (default: 2160h)",
     )
+    add_mesh_workers_flag(init)
     init.add_argument(
         "--foreground", action="store_true", help="run the daemon here instead of detached"
     )
@@ -76,6 +80,16 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     leave = add_command(commands, "leave", "Leave the swarm: stop the daemon, remove its state")
     leave.add_argument("--force", action="store_true", help="leave even as a manager")
     leave.set_defaults(func=leave_cmd)
+
+
+def add_mesh_workers_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--mesh-workers",
+        metavar="N",
+        default="0",
+        help=f"event loops serving the routing mesh, 1 to {MAX_MESH_WORKERS} (default 0: one "
+        f"per CPU but one; ${MESH_WORKERS_ENV} overrides it)",
+    )
 
 
 # -- pure helpers ----------------------------------------------------------------
@@ -227,6 +241,7 @@ def init_cmd(args: argparse.Namespace) -> int:
     data_dir: Path = args.data_dir.expanduser().resolve()
     refuse_existing_node(data_dir)
     host, port = parse_listen_addr(args.listen_addr)
+    mesh_workers = mesh_workers_count(args.mesh_workers, "--mesh-workers")
     from swarmlite import node
     from swarmlite.bootstrap import bootstrap
 
@@ -238,6 +253,7 @@ def init_cmd(args: argparse.Namespace) -> int:
         api_port=port,
         address_pool=validate_pool(args.default_addr_pool),
         cert_lifetime=parse_cert_expiry(args.cert_expiry),
+        mesh_workers=mesh_workers,
     )
     if args.foreground:
         print(init_message(config, read_join_tokens(data_dir)), flush=True)

@@ -10,12 +10,13 @@ from swarmlite.api.client import ApiClient
 from swarmlite.cli import process
 from swarmlite.cli.common import add_command
 from swarmlite.cli.daemon_cmds import (
+    add_mesh_workers_flag,
     advertise_addr,
     parse_listen_addr,
     refuse_existing_node,
     wait_ready,
 )
-from swarmlite.config import DEFAULT_API_PORT, load_config
+from swarmlite.config import DEFAULT_API_PORT, load_config, mesh_workers_count
 from swarmlite.errors import SpecError
 
 
@@ -32,6 +33,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         default=f"0.0.0.0:{DEFAULT_API_PORT}",
         help=f"where this node's API listens (default: 0.0.0.0:{DEFAULT_API_PORT})",
     )
+    add_mesh_workers_flag(join)
     join.add_argument("--foreground", action="store_true", help="run the daemon here")
     join.set_defaults(func=join_cmd)
 
@@ -51,6 +53,7 @@ def join_cmd(args: argparse.Namespace) -> int:
     data_dir: Path = args.data_dir.expanduser().resolve()
     refuse_existing_node(data_dir)
     host, port = parse_listen_addr(args.listen_addr)
+    mesh_workers = mesh_workers_count(args.mesh_workers, "--mesh-workers")
     advertise = advertise_addr(args.advertise_addr)
     config = asyncio.run(
         join_cluster(
@@ -60,6 +63,7 @@ def join_cmd(args: argparse.Namespace) -> int:
             advertise_addr=advertise,
             listen_host=host,
             api_port=port,
+            mesh_workers=mesh_workers,
         )
     )
     role = "a manager" if config.role == "manager" else "a worker"

@@ -126,3 +126,22 @@ def test_compose_files_default_and_missing(tmp_path: Path) -> None:
     (tmp_path / "docker-compose.yml").write_text("services: {}\n")
     assert compose_files(None, tmp_path) == [tmp_path / "docker-compose.yml"]
     assert compose_files(["x.yml"], tmp_path) == [Path("x.yml")]
+
+
+def test_init_and_join_take_the_mesh_event_loop_count() -> None:
+    assert parse_args(["init"]).mesh_workers == "0"
+    assert parse_args(["init", "--mesh-workers", "3"]).mesh_workers == "3"
+    join = parse_args(["join", "--token", "t", "--mesh-workers", "2", "10.0.0.5:4377"])
+    assert join.mesh_workers == "2"
+
+
+@pytest.mark.parametrize("command", [["init"], ["join", "--token", "t", "10.0.0.5:4377"]])
+@pytest.mark.parametrize("bad", ["-1", "x", "65"])
+def test_a_bad_mesh_event_loop_count_is_one_line_and_writes_nothing(
+    command: list[str], bad: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data_dir = tmp_path / "node"
+    assert main(["--data-dir", str(data_dir), *command, "--mesh-workers", bad]) != 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--mesh-workers='{bad}': expected 0" in err
+    assert not data_dir.exists()
