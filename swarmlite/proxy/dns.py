@@ -13,8 +13,9 @@ An A query is answered with the service's VIP on a network both share (the recei
 network first), or the replicas' addresses there when it has no VIP; no shared
 network is NXDOMAIN; other query types for a cluster name get an empty NOERROR. TTL
 is 0. An answer of several addresses starts one further along each time it is given
-(clients mostly dial the first; Docker shuffles them). Every other name is forwarded
-with ``aiodns`` to the host's resolvers (or the injected ``nameservers``), at most
+(clients mostly dial the first; Docker shuffles them). Every other name is asked of
+the host's resolvers (or the injected ``nameservers``) by ``dns_forward.Forwarder``:
+through ``aiodns`` for the types it can ask, relayed as asked for the others, at most
 ``max_forward`` at a time, ``SERVFAIL`` on timeout or on an answer it cannot encode.
 
 EDNS (RFC 6891): a query with an OPT record gets one in every answer, advertising
@@ -32,27 +33,9 @@ import socket
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
-import aiodns
-import pycares
-from dnslib import (
-    AAAA,
-    CAA,
-    CNAME,
-    EDNS0,
-    MX,
-    NAPTR,
-    NS,
-    PTR,
-    QTYPE,
-    RCODE,
-    RR,
-    SOA,
-    SRV,
-    TXT,
-    A,
-    DNSRecord,
-)
+from dnslib import EDNS0, QTYPE, RCODE, RR, A, DNSRecord
 
+from swarmlite.proxy.dns_forward import Forwarder
 from swarmlite.proxy.dns_names import NameIndex
 from swarmlite.spec.routes import RoutesSnapshot
 
@@ -70,45 +53,6 @@ _DO = 1 << 15  # the OPT flag "DNSSEC OK", echoed (RFC 3225 3)
 
 def _opts(request: Any) -> list[Any]:
     return [rr for rr in request.ar if rr.rtype == QTYPE.OPT]
-
-
-def _rdata(rec: Any) -> Any:
-    t, d = rec.type, rec.data
-    if t == QTYPE.A:
-        return A(d.addr)
-    if t == QTYPE.AAAA:
-        return AAAA(d.addr)
-    if t == QTYPE.CNAME:
-        return CNAME(d.cname)
-    if t == QTYPE.MX:
-        return MX(d.exchange, d.priority)
-    if t == QTYPE.NS:
-        return NS(d.nsdname)
-    if t == QTYPE.PTR:
-        return PTR(d.dname)
-    if t == QTYPE.SRV:
-        return SRV(d.priority, d.weight, d.port, d.target)
-    if t == QTYPE.TXT:
-        # c-ares joins a record's strings; one DNS string holds at most 255 bytes.
-        raw = bytes(d.data)
-        return TXT([raw[i : i + 255] for i in range(0, len(raw), 255)] or [b""])
-    if t == QTYPE.SOA:
-        return SOA(d.mname, d.rname, (d.serial, d.refresh, d.retry, d.expire, d.minimum))
-    if t == QTYPE.NAPTR:
-        text = (d.flags.encode(), d.service.encode(), d.regexp.encode())
-        return NAPTR(d.order, d.preference, *text, d.replacement)
-    if t == QTYPE.CAA:
-        return CAA(d.critical, d.tag, d.value)
-    return None
-
-
-def _records(recs: Sequence[Any]) -> list[Any]:
-    out = []
-    for rec in recs:
-        rdata = _rdata(rec)
-        if rdata is not None:
-            out.append(RR(rec.name, rec.type, ttl=rec.ttl, rdata=rdata))
-    return out
 
 
 class _Udp(asyncio.DatagramProtocol):
@@ -198,13 +142,8 @@ class ServiceNameServer:
         self.tcp_idle_timeout = tcp_idle_timeout
         self.tcp_clients: set[asyncio.Transport] = set()
         self.ttl = ttl
-        self._nameservers = list(nameservers) if nameservers else None
-        self._nameserver_port = nameserver_port
-        self._forward_timeout = forward_timeout
-        self._max_forward = max_forward
-        self._slots: asyncio.Semaphore | None = None
-        self._pending = 0
-        self._resolver: aiodns.DNSResolver | None = None
+        self._forwarder = Forwarder(nameservers, nameserver_port, forward_timeout, max_forward)
+        self._started = False
         self._index = NameIndex(RoutesSnapshot(revision=-1))
         self._turns: dict[str, int] = {}  # name -> rotation of its next several-address answer
         self._bound: dict[str, tuple[asyncio.DatagramTransport, asyncio.Server]] = {}
@@ -212,11 +151,11 @@ class ServiceNameServer:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        self._slots = asyncio.Semaphore(self._max_forward)
+        self._started = True
 
     async def apply(self, snapshot: RoutesSnapshot) -> str:
         """Refresh names and bind/unbind gateways; returns what was decided."""
-        if self._slots is None:
+        if not self._started:
             await self.start()
         self._index = NameIndex(snapshot)
         self._turns = {}
@@ -315,10 +254,11 @@ class ServiceNameServer:
                     response.add_answer(RR(q.qname, QTYPE.A, ttl=self.ttl, rdata=A(addr)))
             reply(self._pack(response, request, udp))
             return
-        if self._pending >= self._max_forward * 4:
+        forwarder = self._forwarder
+        if forwarder.pending >= forwarder.max_forward * 4:
             reply(self._fail(request, RCODE.SERVFAIL, udp))
             return
-        task = asyncio.get_running_loop().create_task(self._forward(request, reply, udp))
+        task = asyncio.get_running_loop().create_task(self._forward(request, packet, reply, udp))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -365,53 +305,20 @@ class ServiceNameServer:
         response.header.rcode = rcode & 0xF
         return self._pack(response, request, udp, rcode_ext=rcode >> 4)
 
-    def _resolver_now(self) -> aiodns.DNSResolver:
-        if self._resolver is None:
-            opts: dict[str, Any] = {"timeout": min(1.0, self._forward_timeout), "tries": 2}
-            if self._nameserver_port is not None:
-                opts["udp_port"] = opts["tcp_port"] = self._nameserver_port
-            self._resolver = aiodns.DNSResolver(nameservers=self._nameservers, **opts)
-        return self._resolver
-
-    async def _forward(self, request: Any, reply: Reply, udp: bool) -> None:
-        q = request.q
-        qtype = QTYPE.get(q.qtype)
-        if qtype not in aiodns.query_type_map:
-            reply(self._fail(request, RCODE.NOTIMP, udp))
+    async def _forward(self, request: Any, packet: bytes, reply: Reply, udp: bool) -> None:
+        got = await self._forwarder.ask(request, packet, udp)
+        if isinstance(got, bytes):  # relayed as the resolver answered
+            reply(got)
             return
-        assert self._slots is not None
-        self._pending += 1
+        if isinstance(got, int):
+            reply(self._fail(request, got, udp))
+            return
         try:
-            async with asyncio.timeout(self._forward_timeout):
-                async with self._slots:
-                    result = await self._resolver_now().query_dns(str(q.qname), qtype)
-        except TimeoutError:
-            reply(self._fail(request, RCODE.SERVFAIL, udp))
-            return
-        except aiodns.error.DNSError as err:
-            code = err.args[0] if err.args else None
-            if code == pycares.errno.ARES_ENOTFOUND:
-                reply(self._fail(request, RCODE.NXDOMAIN, udp))
-            elif code == pycares.errno.ARES_ENODATA:
-                reply(self._fail(request, RCODE.NOERROR, udp))
-            else:
-                reply(self._fail(request, RCODE.SERVFAIL, udp))
-            return
-        finally:
-            self._pending -= 1
-        response = request.reply()
-        try:
-            for rr in _records(result.answer):
-                response.add_answer(rr)
-            for rr in _records(result.authority):
-                response.add_auth(rr)
-            for rr in _records(result.additional):
-                response.add_ar(rr)
-            packet = self._pack(response, request, udp)
-        except Exception as err:  # dnslib refuses some names c-ares passes (non-ASCII bytes)
-            log.warning("dns answer not encodable name=%s error=%s", q.qname, err)
-            packet = self._fail(request, RCODE.SERVFAIL, udp)
-        reply(packet)
+            answer = self._pack(got, request, udp)
+        except Exception as err:  # dnslib packs a name only now: it may refuse it here
+            log.warning("dns answer not encodable name=%s error=%s", request.q.qname, err)
+            answer = self._fail(request, RCODE.SERVFAIL, udp)
+        reply(answer)
 
     async def stop(self, grace: float = 1.0) -> None:
         for udp, tcp in self._bound.values():
@@ -424,6 +331,4 @@ class ServiceNameServer:
             _, pending = await asyncio.wait(list(self._tasks), timeout=grace)
             for task in pending:
                 task.cancel()
-        if self._resolver is not None:
-            await self._resolver.close()
-            self._resolver = None
+        await self._forwarder.close()

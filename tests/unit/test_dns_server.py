@@ -81,6 +81,10 @@ async def query(
     question = DNSRecord.question(name, qtype)
     if edns is not None:
         question.add_ar(edns)
+    return await query_packet(question, source, server, port)
+
+
+async def query_packet(question: DNSRecord, source: str, server: str, port: int) -> DNSRecord:
     loop = asyncio.get_running_loop()
     transport, proto = await loop.create_datagram_endpoint(
         _Client, local_addr=(source, 0), remote_addr=(server, port)
@@ -136,12 +140,54 @@ async def upstream() -> AsyncIterator[int]:
                 reply.add_answer(RR(name, QTYPE.CAA, rdata=caa, ttl=60))
             elif name != "outside.example.":
                 reply.header.rcode = RCODE.NXDOMAIN
-            self.t.sendto(reply.pack(), addr)
+            if name == "spoof.example.":  # a forged answer first: wrong ID, right question
+                forged = DNSRecord.parse(reply.pack())
+                forged.header.id = (req.header.id + 1) % 65536
+                self.t.sendto(forged.pack(), addr)
+            self.t.sendto(_relayed_answer(req, reply, udp=True), addr)
+
+    async def over_tcp(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        size = int.from_bytes(await r.readexactly(2), "big")
+        req = DNSRecord.parse(await r.readexactly(size))
+        answer = _relayed_answer(req, req.reply(), udp=False)
+        w.write(len(answer).to_bytes(2, "big") + answer)
+        await w.drain()
+        w.close()
 
     loop = asyncio.get_running_loop()
-    transport, _ = await loop.create_datagram_endpoint(Up, local_addr=(UPSTREAM, 0))
-    yield int(transport.get_extra_info("sockname")[1])
+    tcp = await asyncio.start_server(over_tcp, UPSTREAM, 0)
+    port = int(tcp.sockets[0].getsockname()[1])
+    transport, _ = await loop.create_datagram_endpoint(Up, local_addr=(UPSTREAM, port))
+    yield port
     transport.close()
+    tcp.close()
+
+
+UPSTREAM_IDS: list[int] = []  # the IDs the upstream saw on relayed questions
+HTTPS_RR = "svc.example. 60 IN HTTPS 1 . alpn=h2,h3 port=8443"
+TLSA_RR = "_443._tcp.dane.example. 60 IN TLSA 3 1 1 " + "ab" * 32
+
+
+def _relayed_answer(req: DNSRecord, reply: DNSRecord, udp: bool) -> bytes:
+    """Types the forwarder relays raw: HTTPS and TLSA records, 40 of them for big."""
+    name, qtype = str(req.q.qname), req.q.qtype
+    if qtype in (QTYPE.HTTPS, QTYPE.TLSA):
+        UPSTREAM_IDS.append(req.header.id)
+        reply.header.rcode = RCODE.NOERROR
+        if name in ("svc.example.", "spoof.example."):
+            reply.add_answer(*RR.fromZone(HTTPS_RR.replace("svc.example.", name)))
+        elif name == "_443._tcp.dane.example.":
+            reply.add_answer(*RR.fromZone(TLSA_RR))
+        elif name == "big.example.":
+            for i in range(40):
+                reply.add_answer(*RR.fromZone(f"big.example. 60 IN HTTPS {i + 1} . port={i}"))
+            if udp and len(reply.pack()) > 512:  # no OPT asked: cut, as a resolver does
+                cut = req.reply()
+                cut.header.tc = 1
+                return bytes(cut.pack())
+        else:
+            reply.header.rcode = RCODE.NXDOMAIN
+    return bytes(reply.pack())
 
 
 @pytest.fixture
@@ -251,7 +297,8 @@ async def test_a_forwarded_answer_it_cannot_encode_gets_servfail_not_silence(
     assert reply.header.rcode == RCODE.SERVFAIL
 
 
-async def test_silent_upstream_gives_servfail_within_timeout() -> None:
+@pytest.mark.parametrize("qtype", ["A", "HTTPS"])  # through aiodns, and relayed
+async def test_silent_upstream_gives_servfail_within_timeout(qtype: str) -> None:
     silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     silent.bind((UPSTREAM, 0))
     port = _free_dns_port()
@@ -265,7 +312,7 @@ async def test_silent_upstream_gives_servfail_within_timeout() -> None:
         await server.apply(_snapshot())
         loop = asyncio.get_running_loop()
         t0 = loop.time()
-        reply = await query("outside.example", WEB_IP, FRONT_GW, port)
+        reply = await query("outside.example", WEB_IP, FRONT_GW, port, qtype)
         assert reply.header.rcode == RCODE.SERVFAIL
         assert loop.time() - t0 < 2.0
     finally:
@@ -475,3 +522,48 @@ async def test_a_udp_answer_fits_the_smaller_of_the_askers_payload_size_and_ours
     assert whole.header.tc == 0 and sorted(_ips(whole)) == sorted(ips)
     assert _opt(whole) is not None
     await server.stop()
+
+
+@pytest.mark.parametrize(
+    ("name", "qtype", "record"),
+    [("svc.example", "HTTPS", HTTPS_RR), ("_443._tcp.dane.example", "TLSA", TLSA_RR)],
+)
+async def test_a_type_aiodns_cannot_ask_is_relayed_as_asked(
+    dns: tuple[ServiceNameServer, int], name: str, qtype: str, record: str
+) -> None:
+    _, port = dns
+    UPSTREAM_IDS.clear()
+    question = DNSRecord.question(name, qtype)
+    got = await query_packet(question, WEB_IP, FRONT_GW, port)
+    assert got.header.id == question.header.id and got.header.rcode == RCODE.NOERROR
+    assert [str(rr.rdata) for rr in got.rr] == [str(RR.fromZone(record)[0].rdata)]
+    # The resolver saw an ID of the forwarder's own, not the asker's.
+    assert len(UPSTREAM_IDS) == 1 and UPSTREAM_IDS[0] != question.header.id
+
+
+async def test_a_relayed_question_takes_only_the_answer_with_its_id(
+    dns: tuple[ServiceNameServer, int],
+) -> None:
+    _, port = dns
+    got = await query("spoof.example", WEB_IP, FRONT_GW, port, "HTTPS")
+    assert got.header.rcode == RCODE.NOERROR and len(got.rr) == 1
+
+
+async def test_a_relayed_answer_cut_over_udp_comes_whole_over_tcp(
+    dns: tuple[ServiceNameServer, int],
+) -> None:
+    _, port = dns
+    cut = await query("big.example", WEB_IP, FRONT_GW, port, "HTTPS")
+    assert cut.header.tc == 1 and not cut.rr
+    r, w = await asyncio.open_connection(FRONT_GW, port, local_addr=(WEB_IP, 0))
+    try:
+        whole = await query_tcp(r, w, DNSRecord.question("big.example", "HTTPS"))
+    finally:
+        w.close()
+    assert whole.header.tc == 0 and len(whole.rr) == 40
+
+
+async def test_a_relayed_nxdomain_is_relayed(dns: tuple[ServiceNameServer, int]) -> None:
+    _, port = dns
+    got = await query("nothing.example", WEB_IP, FRONT_GW, port, "TLSA")
+    assert got.header.rcode == RCODE.NXDOMAIN
