@@ -143,7 +143,6 @@ class ServiceNameServer:
         self.tcp_clients: set[asyncio.Transport] = set()
         self.ttl = ttl
         self._forwarder = Forwarder(nameservers, nameserver_port, forward_timeout, max_forward)
-        self._started = False
         self._index = NameIndex(RoutesSnapshot(revision=-1))
         self._turns: dict[str, int] = {}  # name -> rotation of its next several-address answer
         self._bound: dict[str, tuple[asyncio.DatagramTransport, asyncio.Server]] = {}
@@ -151,12 +150,10 @@ class ServiceNameServer:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        self._started = True
+        """Nothing to open before the first ``apply``: gateways come with snapshots."""
 
     async def apply(self, snapshot: RoutesSnapshot) -> str:
         """Refresh names and bind/unbind gateways; returns what was decided."""
-        if not self._started:
-            await self.start()
         self._index = NameIndex(snapshot)
         self._turns = {}
         wanted = {n.gateway: n.name for n in snapshot.networks if n.gateway}
