@@ -81,7 +81,7 @@ class SwarmNode:
         self.node_id = ""
 
     # -- lifecycle ------------------------------------------------------------------
-    def init(self) -> None:
+    def init(self, mesh_workers: int = 0) -> None:
         from swarmlite.bootstrap import bootstrap
 
         config = bootstrap(
@@ -90,6 +90,7 @@ class SwarmNode:
             listen_host="127.0.0.1",
             api_port=self.api_port,
             address_pool=self.pool,
+            mesh_workers=mesh_workers,
         )
         self.node_id = config.node_id
         self.start()

@@ -32,9 +32,9 @@ services:
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SwarmNode]:
     n = SwarmNode(tmp_path_factory.mktemp("loops") / "data", pool="10.233.0.0/16")
     with pytest.MonkeyPatch.context() as env:
-        env.setenv("SWARMLITE_MESH_WORKERS", "2")
+        env.delenv("SWARMLITE_MESH_WORKERS", raising=False)  # node.json's count decides
         try:
-            n.init()
+            n.init(mesh_workers=2)  # what `swarmlite init --mesh-workers 2` writes
             compose = tmp_path_factory.mktemp("loops-compose") / "compose.yml"
             compose.write_text(STACK)
             out = n.deploy(compose, "loops")
