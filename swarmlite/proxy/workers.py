@@ -17,6 +17,7 @@ import contextlib
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Protocol
 
 import msgspec
@@ -69,6 +70,23 @@ def default_workers() -> int:
 
 def loops_for(cpus: int) -> int:
     return max(1, min(DEFAULT_MAX_LOOPS, cpus - 1))
+
+
+MIGRATE_REQUESTS = Path("/proc/sys/net/ipv4/tcp_migrate_req")
+
+
+def migrate_requests(knob: Path = MIGRATE_REQUESTS) -> str:
+    """Have the kernel (5.14+) hand the connections queued on a closing listener to
+    another listener of its SO_REUSEPORT group, so a worker that dies or stops resets
+    none of the connections it had not yet accepted. The knob is the network
+    namespace's, and only changes how SO_REUSEPORT groups close."""
+    try:
+        if knob.read_text().strip() == "1":
+            return "already on"
+        knob.write_text("1\n")
+    except OSError as exc:
+        return f"not available ({exc.strerror or exc})"
+    return "turned on"
 
 
 class WorkerProcess:
@@ -217,6 +235,8 @@ class MeshWorkers:
 
     async def start(self) -> None:
         await self.local.start()
+        if self.workers:
+            log.info("mesh: net.ipv4.tcp_migrate_req %s", migrate_requests())
         for w in self.workers:
             w.start()
         # Not waited for: until a worker listens, the kernel gives its share to the others.

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -33,6 +35,8 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SwarmNode]:
     n = SwarmNode(tmp_path_factory.mktemp("loops") / "data", pool="10.233.0.0/16")
     with pytest.MonkeyPatch.context() as env:
         env.delenv("SWARMLITE_MESH_WORKERS", raising=False)  # node.json's count decides
+        knob = Path("/proc/sys/net/ipv4/tcp_migrate_req")  # several loops turn it on
+        old = knob.read_text() if knob.exists() else None
         try:
             n.init(mesh_workers=2)  # what `swarmlite init --mesh-workers 2` writes
             compose = tmp_path_factory.mktemp("loops-compose") / "compose.yml"
@@ -43,6 +47,9 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SwarmNode]:
             yield n
         finally:
             n.destroy()
+            if old is not None:
+                with contextlib.suppress(OSError):
+                    knob.write_text(old)
 
 
 def listeners(port: int) -> set[int]:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import msgspec
@@ -16,7 +17,7 @@ from swarmlite.config import MESH_WORKERS_ENV, NodeConfig, load_config, save_con
 from swarmlite.errors import DaemonError
 from swarmlite.proxy.mesh import MeshProxy
 from swarmlite.proxy.worker import Reply
-from swarmlite.proxy.workers import MeshWorkers, loops_for
+from swarmlite.proxy.workers import MIGRATE_REQUESTS, MeshWorkers, loops_for, migrate_requests
 from tests.unit.test_proxy_support import (
     TcpBackend,
     free_port,
@@ -27,6 +28,19 @@ from tests.unit.test_proxy_support import (
 )
 
 CONNS = 24  # new connections: all landing on one of two listeners has odds 2 * 2**-24
+
+
+@pytest.fixture(autouse=True)
+def _host_knob_kept() -> Iterator[None]:
+    """Several loops turn the host's tcp_migrate_req on: put it back as it was."""
+    try:
+        old = MIGRATE_REQUESTS.read_text()
+    except OSError:
+        old = None
+    yield
+    if old is not None:
+        with contextlib.suppress(OSError):
+            MIGRATE_REQUESTS.write_text(old)
 
 
 @pytest.fixture
@@ -188,3 +202,48 @@ def test_the_environment_sets_the_loops(tmp_path: Path, monkeypatch: pytest.Monk
 @pytest.mark.parametrize(("cpus", "loops"), [(1, 1), (2, 1), (3, 2), (4, 3), (9, 8), (64, 8)])
 def test_the_default_leaves_the_node_a_cpu(cpus: int, loops: int) -> None:
     assert loops_for(cpus) == loops
+
+
+@pytest.fixture
+def migrate_knob() -> Iterator[Path]:
+    """The host's tcp_migrate_req, off for the test (and as it was after it)."""
+    try:
+        MIGRATE_REQUESTS.write_text("0\n")
+    except OSError as exc:
+        pytest.skip(f"cannot set {MIGRATE_REQUESTS}: {exc.strerror}")
+    return MIGRATE_REQUESTS
+
+
+async def test_connections_a_dying_worker_had_not_accepted_are_served_by_another_loop(
+    migrate_knob: Path, tcp_backends: list[TcpBackend]
+) -> None:
+    m = MeshWorkers(MeshProxy("n1", bind_host="127.0.0.1"), extra=1)
+    await m.start()
+    try:
+        assert migrate_knob.read_text().strip() == "1"  # several loops turn it on
+        assert await m.wait_workers(30) == 1
+        port = free_port()
+        await m.apply(tcp_snapshot(port, tcp_backends))
+        pid = m.workers[0].pid
+        assert pid is not None
+        os.kill(pid, signal.SIGSTOP)  # it accepts nothing: its share waits in its queue
+        conns = [await asyncio.open_connection("127.0.0.1", port) for _ in range(CONNS)]
+        for _, w in conns:
+            w.write(b"name\n")
+        await wait_for(lambda: sum(b.accepts for b in tcp_backends) > 0)
+        assert sum(b.accepts for b in tcp_backends) < CONNS  # the rest wait on the worker
+        os.kill(pid, signal.SIGKILL)
+        names = [(await asyncio.wait_for(r.readline(), 5)).strip() for r, _ in conns]
+        assert all(n in (b"b0", b"b1") for n in names), names
+        for _, w in conns:
+            w.close()
+    finally:
+        await m.stop(grace=0.5)
+
+
+def test_migrate_requests_says_what_it_did(tmp_path: Path) -> None:
+    knob = tmp_path / "tcp_migrate_req"
+    knob.write_text("0\n")
+    assert migrate_requests(knob) == "turned on" and knob.read_text() == "1\n"
+    assert migrate_requests(knob) == "already on"
+    assert migrate_requests(tmp_path / "absent").startswith("not available")
