@@ -56,6 +56,7 @@ class Reply(msgspec.Struct, frozen=True):
     id: int
     decision: str = ""
     drained: bool = True
+    errors: int = 0  # listeners this loop could not open (Apply)
 
 
 def _send(reply: Reply) -> None:
@@ -81,7 +82,8 @@ async def serve(node_id: str, bind_host: str) -> None:
     while line := await reader.readline():
         cmd = decoder.decode(line)
         if isinstance(cmd, Apply):
-            _send(Reply(id=cmd.id, decision=await mesh.apply(cmd.snapshot)))
+            decision = await mesh.apply(cmd.snapshot)
+            _send(Reply(id=cmd.id, decision=decision, errors=len(mesh.listener_errors())))
         elif isinstance(cmd, Drained):
             task = asyncio.create_task(answer_drained(cmd))
             waits.add(task)

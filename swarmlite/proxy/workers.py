@@ -253,11 +253,14 @@ class MeshWorkers:
         for w in self.workers:
             if not w.alive:
                 w.remember(msgspec.json.encode(cmd) + b"\n")
-        local, *replies = await asyncio.gather(
-            self.local.apply(snapshot), *(w.call(cmd) for w in self.workers if w.alive)
-        )
+        local_apply = asyncio.ensure_future(self.local.apply(snapshot))
+        replies = await asyncio.gather(*(w.call(cmd) for w in self.workers if w.alive))
+        local = await local_apply
         served = 1 + sum(r is not None for r in replies)
-        return f"{local} loops={served}/{1 + len(self.workers)}"
+        decision = f"{local} loops={served}/{1 + len(self.workers)}"
+        # Each worker logs its own failed listeners; the count says some loop has them.
+        failed = sum(r.errors for r in replies if r is not None)
+        return f"{decision} worker_errors={failed}" if failed else decision
 
     async def drained(self, task_id: str, timeout: float) -> bool:
         ask = Drained(id=0, task_id=task_id, timeout=timeout)

@@ -247,3 +247,21 @@ def test_migrate_requests_says_what_it_did(tmp_path: Path) -> None:
     assert migrate_requests(knob) == "turned on" and knob.read_text() == "1\n"
     assert migrate_requests(knob) == "already on"
     assert migrate_requests(tmp_path / "absent").startswith("not available")
+
+
+async def test_a_listener_no_loop_could_open_is_counted_for_the_workers_too(
+    workers: MeshWorkers,
+) -> None:
+    import socket
+
+    taken = socket.socket()  # no SO_REUSEPORT: no loop can join it
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    try:
+        decision = await workers.apply(snapshot(route("web", published=port, backends=())))
+        assert "errors=1 " in decision and decision.endswith("loops=2/2 worker_errors=1")
+    finally:
+        taken.close()
+    decision = await workers.apply(snapshot(route("web", published=port, backends=()), revision=2))
+    assert "errors=0 " in decision and decision.endswith("loops=2/2")  # retried, opened
