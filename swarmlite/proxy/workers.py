@@ -260,7 +260,11 @@ class MeshWorkers:
         decision = f"{local} loops={served}/{1 + len(self.workers)}"
         # Each worker logs its own failed listeners; the count says some loop has them.
         failed = sum(r.errors for r in replies if r is not None)
-        return f"{decision} worker_errors={failed}" if failed else decision
+        if failed:
+            decision += f" worker_errors={failed}"
+        if failed or served <= len(self.workers):
+            log.warning("mesh applied %s", decision)
+        return decision
 
     async def drained(self, task_id: str, timeout: float) -> bool:
         ask = Drained(id=0, task_id=task_id, timeout=timeout)
