@@ -250,7 +250,7 @@ def test_migrate_requests_says_what_it_did(tmp_path: Path) -> None:
 
 
 async def test_a_listener_no_loop_could_open_is_counted_for_the_workers_too(
-    workers: MeshWorkers,
+    workers: MeshWorkers, caplog: pytest.LogCaptureFixture
 ) -> None:
     import socket
 
@@ -261,6 +261,7 @@ async def test_a_listener_no_loop_could_open_is_counted_for_the_workers_too(
     try:
         decision = await workers.apply(snapshot(route("web", published=port, backends=())))
         assert "errors=1 " in decision and decision.endswith("loops=2/2 worker_errors=1")
+        assert f"mesh applied {decision}" in caplog.text  # the agent does not log it
     finally:
         taken.close()
     decision = await workers.apply(snapshot(route("web", published=port, backends=()), revision=2))
