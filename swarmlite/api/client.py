@@ -234,10 +234,12 @@ class ApiClient:
         path = f"/v1/services/{_q(name)}/update"
         return self._decode(await self._request("POST", path, body=change), Service, path)
 
-    async def rollback(self, name: str) -> Service:
-        """Return the service to its previous spec (a rollback the orchestrator rolls out)."""
+    async def rollback(self, name: str, reason: str = "") -> Service:
+        """Return the service to its previous spec (a rollback the orchestrator rolls out);
+        ``reason`` is what ``service ps`` and ``inspect`` say started it."""
         path = f"/v1/services/{_q(name)}/rollback"
-        return self._decode(await self._request("POST", path), Service, path)
+        params = {"reason": reason} if reason else None
+        return self._decode(await self._request("POST", path, params=params), Service, path)
 
     async def tasks(
         self, service: str | None = None, stack: str | None = None, node: str | None = None

@@ -91,6 +91,7 @@ class ServiceSummary(Frozen, frozen=True):
     ports: tuple[str, ...]  # "*:8080->8080/tcp" like docker service ls
     update_state: str = ""
     update_message: str = ""
+    spec_version: int = 0  # the service's current spec version (0: an older daemon's)
 
 
 class NodeUpdateRequest(Frozen, frozen=True):

@@ -206,6 +206,7 @@ def summarize(state: ClusterState, service: Service) -> ServiceSummary:
         ports=ports,
         update_state=service.update_status.state,
         update_message=service.update_status.message,
+        spec_version=service.version,
     )
 
 

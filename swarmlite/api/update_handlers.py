@@ -78,15 +78,19 @@ async def update_service(request: web.Request) -> web.Response:
     raise ConflictError(f"service {name} kept changing during the update; try again")
 
 
+MAX_REASON = 200  # characters of a rollback's reason kept in the service's update status
+
+
 async def rollback_service(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     name = request.match_info["name"]
+    reason = " ".join(request.query.get("reason", "").split())[:MAX_REASON] or "manually requested"
     for _ in range(_ATTEMPTS):
         state = ctx.cache.view()
         found = find_service(state, name)
         if found.value.previous_spec is None:
             raise SpecError(f"service {found.value.name} has no previous spec to roll back to")
-        service = begin_rollback(found.value, time.time(), "manually requested")
+        service = begin_rollback(found.value, time.time(), reason)
         # The previous spec's ports may have been published by another service since.
         others = (v.value for v in state.services.values() if v.value.id != service.id)
         check_published_ports([service.spec], others)

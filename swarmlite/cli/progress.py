@@ -10,8 +10,12 @@ A service has *converged* when its running tasks match the desired count and no 
 or rollback is in flight; a job-like service (restart_policy none or on-failure) whose
 tasks all completed with exit 0 counts as converged too ("completed"). It has *failed*
 when its update paused, rolled back or its rollback paused, or when tasks of its
-current version failed ``FAIL_AFTER`` times (fewer if its restart_policy will not
-restart them that often).
+current version (the service's, not the newest a task carries: the new version's
+tasks may not exist yet) failed ``FAIL_AFTER`` times (fewer if its restart_policy
+will not restart them that often). After a failure of its current version, a changed
+service is *verifying* until its running tasks have run ``SETTLE`` seconds, as
+``docker service update`` waits to see tasks stable: a task that crashes at once and
+is restarted is running for a moment each time, and must not pass for converged.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from swarmlite.api.models import ServiceSummary
 from swarmlite.spec.objects import Task, TaskState
 
 FAIL_AFTER = 3  # failed tasks of a service's new version that fail a deploy
+SETTLE = 5.0  # seconds running tasks must last after a failure (Docker's monitor default)
 
 Outcome = Literal["waiting", "converged", "failed"]
 
@@ -42,7 +47,7 @@ class ServiceView:
     name: str
     running: int
     desired: int
-    state: str  # creating, scaling, updating, update paused, rolling back, ..., converged
+    state: str  # creating, scaling, verifying, updating, update paused, ..., converged
     step: str = ""  # the current step, or the last error
     failed: str = ""  # why the deploy fails because of this service ("" if it does not)
     failures: tuple[tuple[str, str], ...] = ()  # (task id, "task web.3 failed: why")
@@ -65,11 +70,13 @@ def service_view(
     created: bool,
     changed: bool,
     first_update_state: str,
+    running_for: Mapping[str, float] | None = None,
 ) -> ServiceView:
     """One service's progress. ``changed``: this deploy created or updated it (only then
     do its failed tasks fail the deploy); ``first_update_state``: its update state when
-    the watch began (a rollback finished before this deploy is not this deploy's)."""
-    version = max((t.spec_version for t in tasks), default=0)
+    the watch began (a rollback finished before this deploy is not this deploy's);
+    ``running_for``: seconds each running task has been seen running."""
+    version = summary.spec_version or max((t.spec_version for t in tasks), default=0)
     current = [t for t in tasks if t.spec_version == version]
     live = [
         t for t in tasks if t.desired_state == TaskState.RUNNING and not t.status.state.terminal
@@ -84,7 +91,8 @@ def service_view(
     if update in ("paused", "rollback_paused") or (
         update == "rollback_completed" and first_update_state != "rollback_completed"
     ):
-        failed = f"{_UPDATE_STATES[update]}: {summary.update_message or 'no reason given'}"
+        label, message = _UPDATE_STATES[update], summary.update_message or "no reason given"
+        failed = message if message.startswith(label) else f"{label}: {message}"
     elif changed and failures and len(failures) >= _fail_after(current):
         failed = failures[-1][1]
         if len(failures) > 1:
@@ -92,14 +100,19 @@ def service_view(
     if update in _UPDATE_STATES and not (update == "rollback_completed" and not failed):
         state = _UPDATE_STATES[update]
     elif summary.running >= summary.desired and not _starting(live):
-        state = "converged"
+        state = (
+            "verifying" if changed and failures and _unsettled(live, running_for) else "converged"
+        )
     elif _completed(current, summary.desired, live):
         state = "completed"
     else:
         state = "creating" if created else "scaling"
     if failed and state in ("creating", "scaling"):
         state = "failed"
-    step = failed or _step(update, summary.update_message, live, failures)
+    if state == "verifying":
+        step = f"waiting {SETTLE:g} s to see the tasks stay up after {len(failures)} failed"
+    else:
+        step = failed or _step(update, summary.update_message, live, failures)
     return ServiceView(
         name=summary.name,
         running=summary.running,
@@ -125,6 +138,12 @@ def _fail_after(current: Sequence[Task]) -> int:
     if policy.max_attempts is not None:
         return min(FAIL_AFTER, policy.max_attempts + 1)
     return FAIL_AFTER
+
+
+def _unsettled(live: Sequence[Task], running_for: Mapping[str, float] | None) -> bool:
+    """A running task not yet seen running for ``SETTLE`` seconds."""
+    seen = running_for or {}
+    return any(seen.get(t.id, 0.0) < SETTLE for t in live if t.status.state == TaskState.RUNNING)
 
 
 def _starting(live: Sequence[Task]) -> bool:

@@ -26,7 +26,7 @@ from swarmlite.cli.progress import (
 )
 from swarmlite.cli.service_cmds import print_tasks
 from swarmlite.errors import NotFoundError, SpecError, SwarmliteError
-from swarmlite.spec.objects import Task
+from swarmlite.spec.objects import Task, TaskState
 
 # Looked up in the current directory when no -f/-c is given, like docker compose.
 DEFAULT_COMPOSE_FILES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
@@ -164,7 +164,14 @@ async def deploy_stack(args: argparse.Namespace, api: ApiClient) -> int:
     reason = f"deploy of stack {result.stack} failed: {outcome.reason}"
     if not args.rollback_on_failure:
         raise SwarmliteError(reason)
-    back = await roll_back(api, result, timeout=args.timeout, out=sys.stdout, tty=tty)
+    back = await roll_back(
+        api,
+        result,
+        timeout=args.timeout,
+        out=sys.stdout,
+        tty=tty,
+        reason=f"deploy --rollback-on-failure: {outcome.reason}",
+    )
     raise SwarmliteError(f"{reason}; {back}")
 
 
@@ -223,14 +230,23 @@ class DeployWatch:
     """Polls the stack's services and tasks and renders their progress: a block redrawn
     in place on a terminal, one line per change otherwise."""
 
-    def __init__(self, api: ApiClient, result: DeployResult, out: TextIO, tty: bool) -> None:
+    def __init__(
+        self,
+        api: ApiClient,
+        result: DeployResult,
+        out: TextIO,
+        tty: bool,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.api = api
         self.result = result
         self.out = out
         self.tty = tty
+        self.clock = clock
         self.first_update_state: dict[str, str] = {}
         self.before: dict[str, ServiceView] = {}
         self.height = 0
+        self.seen_running: dict[str, float] = {}  # task id -> when a poll first saw it run
 
     async def poll(self) -> tuple[list[ServiceSummary], list[ServiceView]]:
         stack = self.result.stack
@@ -240,6 +256,10 @@ class DeployWatch:
             tasks.setdefault(task.service_name, []).append(task)
         created = set(self.result.created)
         changed = created | set(self.result.updated)
+        now = self.clock()
+        running_for = {}
+        for t in (t for ts in tasks.values() for t in ts if t.status.state == TaskState.RUNNING):
+            running_for[t.id] = now - self.seen_running.setdefault(t.id, now)
         views = []
         for s in summaries:
             first = self.first_update_state.setdefault(s.name, s.update_state)
@@ -250,6 +270,7 @@ class DeployWatch:
                     created=s.name in created,
                     changed=s.name in changed,
                     first_update_state=first,
+                    running_for=running_for,
                 )
             )
         self.render(views)
@@ -278,7 +299,7 @@ async def watch_deploy(
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> Verdict:
     """Poll until every service of the stack converged, one failed, or ``timeout``."""
-    watch = DeployWatch(api, result, out, tty)
+    watch = DeployWatch(api, result, out, tty, clock)
     deadline = clock() + timeout
     while True:
         _, views = await watch.poll()
@@ -302,6 +323,7 @@ async def roll_back(
     tty: bool,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    reason: str = "",
 ) -> str:
     """Roll back every service the deploy updated and wait for it; say how it went.
 
@@ -314,7 +336,7 @@ async def roll_back(
     states = {s.name: s.update_state for s in summaries}
     for name in result.updated:
         if name in states and states[name] not in ("rollback_started", *ROLLBACK_DONE):
-            await api.rollback(name)
+            await api.rollback(name, reason)
     wanted = [n for n in result.updated if n in states]
     if not wanted:
         return "nothing to roll back (the deploy updated no service)"

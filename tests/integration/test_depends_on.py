@@ -162,6 +162,37 @@ def test_deploy_with_a_missing_image_exits_non_zero_and_says_why(
     node.cli("stack", "rm", "ghost")
 
 
+CRASHLOOP = """
+services:
+  loop:
+    image: swarmlite/busybox:1
+    command: {command}
+    stop_grace_period: 1s
+    deploy:
+      restart_policy:
+        condition: any
+        delay: 1s
+"""
+
+
+def test_a_crash_loop_fails_the_deploy_and_its_fix_converges(
+    node: SwarmNode, tmp_path: Path
+) -> None:
+    crash = CRASHLOOP.format(command='["sh", "-c", "exit 1"]')
+    bad = node.deploy(write(tmp_path, crash, "crash.yml"), "loop", wait=True, timeout=90)
+    # Running for a moment after each restart is not converged: 3 failures fail it.
+    assert bad.returncode == 1, bad.stdout
+    assert "Stack loop converged" not in bad.stdout
+    assert "(3 failed tasks)" in bad.stderr
+    # The fix converges: the broken version's failures are not the fix's.
+    fixed = CRASHLOOP.format(command='["sleep", "600"]')
+    good = node.deploy(write(tmp_path, fixed, "fixed.yml"), "loop", wait=True, timeout=90)
+    assert good.returncode == 0, good.stderr
+    assert "Stack loop converged" in good.stdout
+    assert "exit (1)" not in good.stdout  # no failure of the old version shown as news
+    node.cli("stack", "rm", "loop")
+
+
 VERSIONED = """
 services:
   app:
@@ -199,6 +230,8 @@ def test_rollback_on_failure_returns_the_updated_service_to_what_served(
     )
     assert bad.returncode == 1, bad.stdout
     assert "deploy of stack rb failed: rb_app: update paused" in bad.stderr
+    assert "update paused: update paused" not in bad.stderr  # said once
+    assert "manually requested" not in bad.stdout  # the rollback says the deploy asked
     assert "rolled back rb_app" in bad.stderr
     assert "Rolling back rb_app" in bad.stdout
     running = node.wait_running("rb_app", 2)

@@ -6,10 +6,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from swarmlite.api import secret_handlers, server
+from swarmlite.api import secret_handlers, server, update_handlers
 from swarmlite.api.client import ApiClient
 from swarmlite.errors import NotFoundError, SpecError
-from swarmlite.spec.objects import Node, Secret
+from swarmlite.spec.objects import Node, Secret, Service
+from swarmlite.spec.service import ServiceSpec
 from tests.unit.api_harness import MemoryStore, context, serve
 
 NODES = (
@@ -63,3 +64,23 @@ async def test_an_ambiguous_secret_id_prefix_is_refused_naming_the_candidates() 
             await api.file_inspect("secret", "ab")
         with pytest.raises(NotFoundError, match="secret zz not found"):
             await api.file_inspect("secret", "zz")
+
+
+async def test_a_rollback_says_why_it_started() -> None:
+    v1 = ServiceSpec(name="web", stack="st", image="img:1")
+    v2 = ServiceSpec(name="web", stack="st", image="img:2")
+    store = MemoryStore()
+    api_v2 = ServiceSpec(name="api", stack="st", image="i:2")
+    await store.seed(
+        Service(id="s1", spec=v2, version=2, previous_spec=v1),
+        Service(id="s2", spec=api_v2, version=2, previous_spec=v1),
+    )
+    routes = [("POST", "/v1/services/{name}/rollback", update_handlers.rollback_service)]
+    async for api in serve(context(store), routes):
+        back = await api.rollback("st_web", "deploy --rollback-on-failure:\n st_web: boom")
+        assert back.update_status.message == (
+            "rollback started: deploy --rollback-on-failure: st_web: boom"
+        )
+        assert back.spec.image == "img:1"
+        plain = await api.rollback("st_api")
+        assert plain.update_status.message == "rollback started: manually requested"

@@ -25,7 +25,12 @@ S = TaskState
 
 
 def summary(
-    running: int, desired: int, update: str = "", message: str = "", name: str = "demo_web"
+    running: int,
+    desired: int,
+    update: str = "",
+    message: str = "",
+    name: str = "demo_web",
+    version: int = 0,
 ) -> ServiceSummary:
     return ServiceSummary(
         id=name,
@@ -38,6 +43,7 @@ def summary(
         ports=(),
         update_state=update,
         update_message=message,
+        spec_version=version,
     )
 
 
@@ -76,8 +82,16 @@ def view(
     created: bool = True,
     changed: bool = True,
     first: str = "",
+    running_for: dict[str, float] | None = None,
 ) -> ServiceView:
-    return service_view(s, tasks, created=created, changed=changed, first_update_state=first)
+    return service_view(
+        s,
+        tasks,
+        created=created,
+        changed=changed,
+        first_update_state=first,
+        running_for=running_for,
+    )
 
 
 IMAGE = "image not found: x"
@@ -108,7 +122,7 @@ CASES: list[tuple[str, ServiceSummary, list[Task], tuple[str, str, str]]] = [
      ("update paused", "update paused: task demo_web.2 failed: boom",
       "update paused: task demo_web.2 failed: boom")),
     ("rolled back", summary(2, 2, "rollback_completed", "rolled back: health"), [],
-     ("rolled back", "rolled back: rolled back: health", "rolled back: rolled back: health")),
+     ("rolled back", "rolled back: health", "rolled back: health")),  # said once
     ("old failures of an older version", summary(1, 1),
      [task(1, S.FAILED, err="old", version=1), task(1, S.RUNNING, version=2)],
      ("converged", "", "")),
@@ -133,6 +147,27 @@ def test_a_rollback_that_finished_before_the_deploy_is_not_a_failure() -> None:
     s = summary(2, 2, "rollback_completed", "rolled back")
     v = view(s, [task(1, S.RUNNING), task(2, S.RUNNING)], first="rollback_completed")
     assert (v.state, v.failed) == ("converged", "")
+
+
+def test_the_services_version_decides_which_failures_count() -> None:
+    # The fix was just deployed (version 2): its tasks do not exist yet, and the broken
+    # version's failures are not this deploy's.
+    broken = [task(1, S.FAILED, err="exit 1", version=1, at=t) for t in (1, 2, 3)]
+    v = view(summary(0, 1, version=2), broken, created=False)
+    assert (v.state, v.failed, v.failures) == ("scaling", "", ())
+
+
+def test_a_task_that_crashes_and_restarts_is_verifying_not_converged() -> None:
+    crashed = task(1, S.FAILED, err="task: non-zero exit (1)", at=1)
+    again = task(1, S.RUNNING, at=2)
+    early = view(summary(1, 1), [crashed, again], running_for={again.id: 1.0})
+    assert early.state == "verifying" and not early.done
+    assert early.step == "waiting 5 s to see the tasks stay up after 1 failed"
+    settled = view(summary(1, 1), [crashed, again], running_for={again.id: 5.0})
+    assert settled.state == "converged"
+    # Without a failure of its version, running is enough.
+    fine = view(summary(1, 1), [again], running_for={again.id: 0.0})
+    assert fine.state == "converged"
 
 
 def test_verdict() -> None:
@@ -165,7 +200,8 @@ def test_event_lines_say_only_what_changed() -> None:
     ]
     same = view(summary(0, 1), [task(1, S.REJECTED, err=IMAGE, at=1)])
     assert event_lines({"demo_web": first}, [same]) == []
-    up = view(summary(1, 1), [task(1, S.REJECTED, err=IMAGE, at=1), task(1, S.RUNNING, at=2)])
+    tasks = [task(1, S.REJECTED, err=IMAGE, at=1), task(1, S.RUNNING, at=2)]
+    up = view(summary(1, 1), tasks, running_for={tasks[1].id: 5.0})
     assert event_lines({"demo_web": first}, [up]) == [
         "demo_web: 1/1 running",
         "demo_web: converged",
@@ -187,6 +223,7 @@ class FakeApi(ApiClient):
         self.script = script
         self.polls = 0
         self.rolled_back: list[str] = []
+        self.reasons: list[str] = []
 
     async def services(self, stack: str | None = None) -> list[ServiceSummary]:
         step = self.script[min(self.polls, len(self.script) - 1)]
@@ -199,8 +236,9 @@ class FakeApi(ApiClient):
         self.polls += 1
         return step[1]
 
-    async def rollback(self, name: str) -> Service:
+    async def rollback(self, name: str, reason: str = "") -> Service:
         self.rolled_back.append(name)
+        self.reasons.append(reason)
         return Service(id=name, spec=ServiceSpec(name="web", stack="demo", image="img"))
 
 
@@ -264,6 +302,8 @@ async def test_roll_back_asks_for_updated_services_not_already_rolling_back() ->
     ]
     api = FakeApi([(before, []), (before, []), (after, [])])
     result = DeployResult(stack="demo", updated=(web, api_svc))
-    said = await roll_back(api, result, timeout=10, out=io.StringIO(), tty=False, sleep=no_sleep)
-    assert api.rolled_back == [web]
+    said = await roll_back(
+        api, result, timeout=10, out=io.StringIO(), tty=False, sleep=no_sleep, reason="deploy"
+    )
+    assert api.rolled_back == [web] and api.reasons == ["deploy"]
     assert said == "rolled back demo_web, demo_api"
