@@ -39,6 +39,10 @@ EVENT_ACTIONS = frozenset(
     }
 )
 RESYNC = "resync"
+# A reopened stream replays from the whole second of the newest event seen: keys of the
+# last 2 s of events are kept to skip those repeats, pruned past this many.
+REPLAY_WINDOW = 2_000_000_000
+REPLAY_KEYS = 4096
 
 
 class RuntimeEvent(msgspec.Struct, frozen=True, kw_only=True):
@@ -155,8 +159,14 @@ class EventSubscription:
 
     def _pump(self) -> None:
         since = self._since
-        last_nano = int(since * 1e9)  # skip what the whole-second ``since`` replays
-        seen: set[tuple[str, str]] = set()
+        # Events before the subscription, which the whole-second ``since`` replays.
+        floor = int(since * 1e9)
+        newest = floor
+        # (timeNano, id, Action) of the last seconds' events: what a reopened stream
+        # replays. Only exact repeats are skipped: the engine stamps an event before it
+        # takes its publish lock, so two containers' events (say, both turning
+        # unhealthy on the same tick) can arrive in the opposite order of their stamps.
+        recent: set[tuple[int, str, str]] = set()
         delay = 0.5
         opened_before = False
         while not self._stop.is_set():
@@ -177,13 +187,15 @@ class EventSubscription:
                 for raw in stream:
                     nano = raw.get("timeNano") if isinstance(raw, dict) else None
                     if isinstance(nano, int):
-                        key = (str(raw.get("id", "")), str(raw.get("Action", "")))
-                        if nano < last_nano or (nano == last_nano and key in seen):
-                            continue  # replayed after a reconnect
-                        if nano > last_nano:
-                            last_nano, seen = nano, set()
-                        seen.add(key)
-                        since = nano / 1e9
+                        key = (nano, str(raw.get("id", "")), str(raw.get("Action", "")))
+                        if nano < floor or key in recent:
+                            continue  # from before the subscription, or replayed
+                        recent.add(key)
+                        if nano > newest:
+                            newest = nano
+                            since = nano / 1e9
+                        if len(recent) > REPLAY_KEYS:
+                            recent = {k for k in recent if k[0] >= newest - REPLAY_WINDOW}
                     ev = parse_event(raw) if isinstance(raw, dict) else None
                     if ev is not None and not self._emit(ev):
                         break
