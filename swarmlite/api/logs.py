@@ -35,6 +35,7 @@ from swarmlite.spec.objects import Node, task_name
 from swarmlite.store.cache import ClusterState, StateCache
 
 NODE_LOGS_PREFIX = "/v1/node/"
+CLIENT_CHECK = 1.0  # seconds between looks at whether a following client is still there
 NODE_LOGS_ROLES: tuple[Role, ...] = ("manager",)  # who may read a node's part
 RUNTIME = web.AppKey("runtime", DockerRuntime)
 
@@ -221,14 +222,48 @@ async def _merged(
         await asyncio.gather(*pumps, return_exceptions=True)
 
 
-async def _respond(request: web.Request, lines: Lines) -> web.StreamResponse:
+async def _respond(request: web.Request, lines: Lines, follow: bool) -> web.StreamResponse:
+    """Stream ``lines``; a client that leaves (Ctrl-C on ``logs -f``) ends it quietly.
+
+    Followed, a quiet service writes nothing for long, so a write would not notice the
+    client gone: the next line is raced against its connection closing."""
     resp = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
     await resp.prepare(request)
-    async with contextlib.aclosing(lines):
-        async for line in lines:
-            await resp.write(line)
-    await resp.write_eof()
+    left = asyncio.ensure_future(_client_left(request)) if follow else None
+    try:
+        async with contextlib.aclosing(lines):
+            while True:
+                line = await (_next_or_none(lines, left) if left else anext(lines, None))
+                if line is None:
+                    break
+                await resp.write(line)
+        await resp.write_eof()
+    except ConnectionResetError:  # the client went away while we wrote
+        pass
+    finally:
+        if left is not None:
+            left.cancel()
     return resp
+
+
+async def _client_left(request: web.Request) -> None:
+    # aiohttp offers no awaitable for a closed connection: look once a second.
+    while request.transport is not None and not request.transport.is_closing():
+        await asyncio.sleep(CLIENT_CHECK)
+
+
+async def _next_or_none(lines: Lines, left: asyncio.Future[None]) -> bytes | None:
+    """The next line, or None at the end or once the client has left."""
+    if left.done():
+        return None
+    nxt = asyncio.ensure_future(anext(lines, None))
+    await asyncio.wait((nxt, left), return_when=asyncio.FIRST_COMPLETED)
+    if nxt.done():
+        return nxt.result()
+    nxt.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await nxt
+    return None
 
 
 async def node_logs(request: web.Request) -> web.StreamResponse:
@@ -236,7 +271,9 @@ async def node_logs(request: web.Request) -> web.StreamResponse:
     follow, tail = _options(request)
     service_id = request.match_info["id"]
     runtime = request.app[RUNTIME]
-    return await _respond(request, local_lines(runtime, service_id, follow=follow, tail=tail))
+    return await _respond(
+        request, local_lines(runtime, service_id, follow=follow, tail=tail), follow
+    )
 
 
 async def service_logs(request: web.Request) -> web.StreamResponse:
@@ -252,11 +289,11 @@ async def service_logs(request: web.Request) -> web.StreamResponse:
 
     here = local_lines(ctx.runtime, found.id, follow=follow, tail=tail)
     if tls is None:  # no identity to ask other nodes with: this node's part only
-        return await _respond(request, _merged([here]))
+        return await _respond(request, _merged([here]), follow)
     parts = node_parts(ctx.cache, found.id, here, ctx.node_id, remote, follow=follow, tail=tail)
     # Followed, the node parts never end (a node waits for new containers): the end
     # of the service ends them all.
-    return await _respond(request, _merged([], parts, last=follow))
+    return await _respond(request, _merged([], parts, last=follow), follow)
 
 
 def register_node_logs(app: web.Application, runtime: DockerRuntime) -> None:

@@ -9,15 +9,17 @@ from typing import Any
 
 import msgspec
 import pytest
+from aiohttp import web
 
 from swarmlite.agent.containers import ContainerInfo
 from swarmlite.agent.docker_streams import RuntimeEvent
+from swarmlite.api import logs
 from swarmlite.api.logs import _merged, _remote_lines, local_lines, node_parts
 from swarmlite.errors import RuntimeFailure
 from swarmlite.spec.objects import Node, Service, Task, TaskState, TaskStatus
 from swarmlite.spec.service import ServiceSpec
 from swarmlite.store.store import Delete, Put
-from tests.unit.api_harness import MemoryStore
+from tests.unit.api_harness import MemoryStore, serve_port
 from tests.unit.test_agent_runner import container, make_task
 from tests.unit.test_proxy_support import free_port
 from tests.unit.test_scheduler_fakes import node
@@ -215,3 +217,37 @@ async def test_not_followed_the_manager_asks_only_the_nodes_holding_tasks_now() 
 
     parts = node_parts(store.cache, "svc", _lines(), "n1", remote, follow=False, tail=4)
     assert [line async for line in _merged([], parts)] == [b"worker-2 | 4\n"]
+
+
+@pytest.mark.parametrize("follow", [True, False])
+async def test_a_client_that_leaves_ends_the_stream_quietly(
+    follow: bool, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(logs, "CLIENT_CHECK", 0.05)
+    ended = asyncio.Event()
+    more = asyncio.Event()  # followed: the service is quiet after its first line
+
+    async def quiet_service() -> AsyncGenerator[bytes, None]:
+        try:
+            yield b"first\n"
+            await more.wait()
+            while True:  # not followed: lines keep coming until a write fails
+                yield b"more\n" * 1000
+                await asyncio.sleep(0)
+        finally:
+            ended.set()
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return await logs._respond(request, quiet_service(), follow)
+
+    app = web.Application()
+    app.router.add_get("/logs", handler)
+    async for port in serve_port(app):
+        if not follow:
+            more.set()
+        r, w = await asyncio.open_connection("127.0.0.1", port)
+        w.write(b"GET /logs HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert b"first" in await asyncio.wait_for(r.readuntil(b"first\n"), 5)
+        w.close()  # Ctrl-C
+        await asyncio.wait_for(ended.wait(), 5)  # the stream stopped, with no line since
+    assert not [r for r in caplog.records if r.levelname == "ERROR"], caplog.text
