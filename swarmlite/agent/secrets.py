@@ -126,6 +126,8 @@ def remove_node_files(node_id: str, base: Path | None = None) -> None:
     folder = (base or DEFAULT_BASE) / node_id[:12]
     if _is_private_dir(folder.parent) and _is_private_dir(folder):
         shutil.rmtree(folder, ignore_errors=True)
+        with contextlib.suppress(OSError):  # the last node here: leave no empty base
+            folder.parent.rmdir()
 
 
 def _write_file(path: Path, data: bytes, ref: FileRef) -> None:

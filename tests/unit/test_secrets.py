@@ -251,8 +251,14 @@ def test_task_files_use_only_private_directories(tmp_path: Path) -> None:
     (mount,) = asyncio.run(files.mounts_for(task))
     assert stat.S_IMODE(os.stat(base).st_mode) == 0o700
     assert Path(mount["Source"]).read_bytes() == PLAIN
+    other = base / "othernode123"
+    other.mkdir(mode=0o700)  # another node's folder on this host keeps the base
     remove_node_files("node1234567890", base=base)
-    assert not (base / "node12345678").exists()
+    assert not (base / "node12345678").exists() and base.exists()
+    other.rmdir()
+    (base / "node12345678").mkdir(mode=0o700)
+    remove_node_files("node1234567890", base=base)
+    assert not base.exists()  # the last node leaves no empty base behind
 
 
 def test_task_files_refuse_a_task_whose_secret_is_missing(tmp_path: Path) -> None:
