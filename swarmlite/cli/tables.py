@@ -146,11 +146,17 @@ def _task_time(task: Task) -> float:
     return task.status.timestamp or task.created_at
 
 
-def order_tasks(tasks: Iterable[Task]) -> list[tuple[Task, bool]]:
-    """Tasks by service, then slot (node for global services), newest first.
+def _recency(task: Task) -> tuple[bool, float, float, str]:
+    return (task.desired_state <= TaskState.RUNNING, task.created_at, _task_time(task), task.id)
 
-    Each task comes with ``True`` when it is the newest of its slot: the others
-    are history and print as `` \\_ name`` like docker.
+
+def order_tasks(tasks: Iterable[Task]) -> list[tuple[Task, bool]]:
+    """Tasks by service, then slot (node for global services), current first.
+
+    Each task comes with ``True`` when it is its slot's current one: the task meant
+    to run, else the newest created (a replacement that waits, pending, is created
+    before its predecessor's shutdown is stamped). The others are history and print
+    as `` \\_ name`` like docker.
     """
 
     def slot_key(task: Task) -> tuple[str, int, str]:
@@ -161,7 +167,7 @@ def order_tasks(tasks: Iterable[Task]) -> list[tuple[Task, bool]]:
         by_slot.setdefault(slot_key(task), []).append(task)
     ordered: list[tuple[Task, bool]] = []
     for key in sorted(by_slot):
-        history = sorted(by_slot[key], key=lambda t: (_task_time(t), t.id), reverse=True)
+        history = sorted(by_slot[key], key=_recency, reverse=True)
         ordered.extend((task, i == 0) for i, task in enumerate(history))
     return ordered
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 from swarmlite.api.models import DeployResult, ServiceSummary, StackSummary
@@ -202,6 +203,20 @@ def test_task_rows_order_by_slot_newest_first_with_history_prefix() -> None:
             "Pending 5 seconds ago",
             '"no suitable node"',
         ],
+    ]
+
+
+def test_a_waiting_replacement_heads_its_slot_above_the_task_it_replaces() -> None:
+    # Drained: the replacement was created (pending) before the old task's shutdown
+    # was stamped, so by status time the old one looks newer.
+    old = _task("old", 1, TaskState.SHUTDOWN, 60, desired=TaskState.SHUTDOWN)
+    old = msgspec.structs.replace(
+        old, status=msgspec.structs.replace(old.status, timestamp=NOW - 2)
+    )
+    new = _task("new", 1, TaskState.PENDING, 3, pending_reason="no suitable node")
+    assert [(t.id, current) for t, current in tables.order_tasks([old, new])] == [
+        ("new", True),
+        ("old", False),
     ]
 
 
