@@ -266,7 +266,7 @@ class Dispatcher:
     async def _register(self, hello: Hello) -> bool:
         """Mark a known node ready with what it reports; False for a node the cluster
         does not know (removed with ``node rm``): it must join again."""
-        status = NodeStatus(state="ready", message="session open", heartbeat=self._clock())
+        status = NodeStatus(state="ready", message="session open", changed_at=self._clock())
 
         def change(node: Node) -> Node:
             return msgspec.structs.replace(

@@ -194,7 +194,7 @@ class NodeMonitor(BackgroundLoop):
                 return None
             # The agent's engine report stays: only its own session replaces it.
             status = msgspec.structs.replace(
-                node.status, state=state, message=message, heartbeat=self._clock()
+                node.status, state=state, message=message, changed_at=self._clock()
             )
             return msgspec.structs.replace(node, status=status)
 

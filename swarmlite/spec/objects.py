@@ -234,7 +234,9 @@ class NodeResources(Frozen, frozen=True):
 class NodeStatus(Frozen, frozen=True):
     state: NodeState = "unknown"
     message: str = ""
-    heartbeat: float = 0.0
+    # When the state last changed (a session opened, a heartbeat key appeared or ran
+    # out). Liveness itself lives in lease-bound etcd keys, not in this object.
+    changed_at: float = 0.0
     # Why the node's Docker engine does not answer, as its agent reports it; "" if it does.
     engine: str = ""
 
