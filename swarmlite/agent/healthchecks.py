@@ -18,6 +18,7 @@ def docker_healthcheck(hc: HealthCheck | None) -> dict[str, Any] | None:
         return None
     if hc.disabled:
         return {"test": ["NONE"]}
+    # An empty test (and each 0) keeps the image's: the engine fills them from it.
     return {
         "test": list(hc.test),
         "interval": round(hc.interval * _NS),

@@ -203,7 +203,8 @@ class TaskRunner:
         Not after one: that re-read would race every first health event, doubling the
         engine's work while a deploy starts many containers.
         """
-        check = task.spec.healthcheck or container.healthcheck
+        own = task.spec.healthcheck
+        check = own if own is not None and not own.inherits else container.healthcheck
         if task.id in self._rechecks or check is None:
             return
         delay = max(1.0, check.interval + min(check.timeout, check.interval))

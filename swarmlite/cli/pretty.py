@@ -81,7 +81,8 @@ def pretty_service(service: Service) -> str:
         lines.append(" Env:")
         lines.extend(f"  {k}={v}" for k, v in sorted(spec.environment.items()))
     if spec.healthcheck is not None:
-        _kv(lines, "Healthcheck", " ".join(spec.healthcheck.test), 1)
+        test = " ".join(spec.healthcheck.test) or "the image's test"
+        _kv(lines, "Healthcheck", test, 1)
     if spec.mounts:
         lines.append("Mounts:")
         for mount in spec.mounts:

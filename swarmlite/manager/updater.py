@@ -132,7 +132,7 @@ def _first_check(task: Task) -> float:
     """Seconds before a task's healthcheck can first have passed (0 without one): the
     service's, or else the image's own as the agent reported it."""
     check = task.spec.healthcheck
-    if check is None:
+    if check is None or check.inherits:  # the container's merged one, as reported
         check = task.status.healthcheck
     if check is None or check.disabled:
         return 0.0

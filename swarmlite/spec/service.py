@@ -57,7 +57,9 @@ class Resources(Frozen, frozen=True):
 
 
 class HealthCheck(Frozen, frozen=True):
-    # Docker's form: ("CMD", arg, ...), ("CMD-SHELL", "line") or ("NONE",).
+    # Docker's form: ("CMD", arg, ...), ("CMD-SHELL", "line") or ("NONE",); () keeps
+    # the image's test (Compose's healthcheck without test), and then a time or a
+    # retry count of 0 keeps the image's too.
     test: tuple[str, ...]
     interval: float = 30.0
     timeout: float = 30.0
@@ -67,6 +69,11 @@ class HealthCheck(Frozen, frozen=True):
     @property
     def disabled(self) -> bool:
         return self.test[:1] == ("NONE",)
+
+    @property
+    def inherits(self) -> bool:
+        """The image's own test runs (with these times where they are not 0)."""
+        return not self.test
 
 
 class Mount(Frozen, frozen=True):
@@ -194,7 +201,9 @@ class ServiceSpec(Frozen, frozen=True):
 
     @property
     def has_healthcheck(self) -> bool:
-        return self.healthcheck is not None and not self.healthcheck.disabled
+        """A test of the service's own (the image's, if any, shows in the container)."""
+        hc = self.healthcheck
+        return hc is not None and not hc.disabled and not hc.inherits
 
     def listen_ports(self) -> tuple[int, ...]:
         """Every TCP port the service listens on: port targets and ``expose``."""

@@ -110,17 +110,18 @@ def test_bad_duration_and_healthcheck(tmp_path: Path) -> None:
           web:
             image: x
             stop_grace_period: 10x
-            healthcheck: {interval: 5s}
+            healthcheck: {interval: 5parsecs}
           db:
             image: x
-            healthcheck: {test: ["RUN", "x"]}
+            healthcheck: {test: ["RUN", "x"], timeout: 1fortnight}
         """,
     )
-    assert len(errors) == 3
+    assert len(errors) == 4  # every one, the test's beside the times'
     assert_located(errors[0], 4, "web", "stop_grace_period")
     assert "must be a duration like 10s" in str(errors[0])
-    assert "healthcheck has no test" in str(errors[1])
-    assert_located(errors[2], 8, "db", "healthcheck.test")
+    assert_located(errors[1], 5, "web", "healthcheck.interval")
+    assert_located(errors[2], 8, "db", "healthcheck.timeout")
+    assert_located(errors[3], 8, "db", "healthcheck.test")
 
 
 def test_build_without_image(tmp_path: Path) -> None:

@@ -249,6 +249,7 @@ def test_healthcheck_forms(tmp_path: Path) -> None:
           b: {image: x, healthcheck: {test: "pg_isready -U app"}}
           c: {image: x, healthcheck: {disable: true}}
           d: {image: x, healthcheck: {test: ["NONE"]}}
+          e: {image: x, healthcheck: {interval: 5s, retries: 2}}
         """,
     )
     assert one(stack, "a").healthcheck == HealthCheck(
@@ -261,6 +262,10 @@ def test_healthcheck_forms(tmp_path: Path) -> None:
     assert one(stack, "b").healthcheck == HealthCheck(test=("CMD-SHELL", "pg_isready -U app"))
     assert not one(stack, "c").has_healthcheck
     assert one(stack, "d").healthcheck == HealthCheck(test=("NONE",))
+    # No test: the image's own, with these times (as Compose); 0 keeps the image's.
+    e = one(stack, "e")
+    assert e.healthcheck == HealthCheck(test=(), interval=5.0, timeout=0.0, retries=2)
+    assert e.healthcheck.inherits and not e.has_healthcheck
 
 
 def test_volumes_short_long_tmpfs_and_top_level(tmp_path: Path) -> None:

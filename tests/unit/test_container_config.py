@@ -132,6 +132,15 @@ def test_healthcheck_in_nanoseconds_and_none() -> None:
         "retries": 4,
         "start_period": 1_250_000_000,
     }
+    image_own = HealthCheck(test=(), interval=5, timeout=0, retries=0)
+    cfg = container_config(task(healthcheck=image_own), [NET_A], "n1")
+    assert cfg.healthcheck == {  # the engine fills the empty test and each 0 from the image
+        "test": [],
+        "interval": 5_000_000_000,
+        "timeout": 0,
+        "retries": 0,
+        "start_period": 0,
+    }
     off = container_config(task(healthcheck=HealthCheck(test=("NONE",))), [NET_A], "n1")
     assert off.healthcheck == {"test": ["NONE"]}
 

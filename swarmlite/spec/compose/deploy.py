@@ -174,7 +174,9 @@ def read_healthcheck(svc: Reader) -> HealthCheck | None:
     r = svc.sub("healthcheck", "healthcheck")
     if r is None:
         return None
-    default = HealthCheck(test=("NONE",))
+    # Times first, so their errors are reported with the test's.
+    times = (r.duration("interval"), r.duration("timeout"), r.duration("start_period"))
+    retries = r.int_("retries", 0)
     test: tuple[str, ...] | None = None
     raw = r.get("test")
     if r.bool_("disable"):
@@ -191,22 +193,25 @@ def read_healthcheck(svc: Reader) -> HealthCheck | None:
             r.error("test", f"a test list must start with CMD, CMD-SHELL or NONE, not {test[0]!r}")
             return None
     elif raw is None:
-        r.error(
-            "test",
-            "healthcheck has no test",
-            "set test: or disable: true, or leave healthcheck out to use the image's own",
-            pos=svc.where("healthcheck"),
+        # As in Compose: the image's own test, with the times given here (0: the image's).
+        interval, timeout, start_period = (t or 0.0 for t in times)
+        return HealthCheck(
+            test=(),
+            interval=interval,
+            timeout=timeout,
+            retries=retries or 0,
+            start_period=start_period,
         )
-        return None
     else:
         r.error("test", f"must be a string or a non-empty list of strings, not {type_name(raw)}")
         return None
+    default = HealthCheck(test=test)
     return HealthCheck(
         test=test,
-        interval=_or(r.duration("interval"), default.interval),
-        timeout=_or(r.duration("timeout"), default.timeout),
-        retries=_or(r.int_("retries", 0), default.retries),
-        start_period=_or(r.duration("start_period"), default.start_period),
+        interval=_or(times[0], default.interval),
+        timeout=_or(times[1], default.timeout),
+        retries=_or(retries, default.retries),
+        start_period=_or(times[2], default.start_period),
     )
 
 
