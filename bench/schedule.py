@@ -85,7 +85,7 @@ async def _round(workdir: Path, extra: list[int]) -> tuple[float, float, str]:
                 addr=f"10.99.{i // 250}.{i % 250 + 1}",
                 api_port=4377,
                 resources=NodeResources(cpus=4.0, memory=64 * 1024**3),
-                status=NodeStatus(state="ready", heartbeat=now),
+                status=NodeStatus(state="ready", changed_at=now),
                 created_at=now,
             )
             for i in range(NODES)
