@@ -38,17 +38,24 @@ def test_init_makes_a_private_data_dir(tmp_path: Path) -> None:
         assert mode(data_dir / key) == 0o600
 
 
-def test_join_makes_a_private_data_dir(tmp_path: Path) -> None:
+def _worker_answer(node_id: str, address_pool: str = "") -> tuple[JoinResponse, str]:
+    """A manager's answer admitting ``node_id`` as a worker, and the node's key."""
     ca = ClusterCA.create("c1")
     key_pem, csr_pem = make_key_and_csr("joining")
     answer = JoinResponse(
-        node_id="n2",
+        node_id=node_id,
         cluster_id="c1",
         role="worker",
-        cert_pem=ca.sign_csr(csr_pem, node_id="n2", role="worker"),
+        cert_pem=ca.sign_csr(csr_pem, node_id=node_id, role="worker"),
         ca_pem=ca.cert_pem,
         managers=("10.0.0.5:4377",),
+        address_pool=address_pool,
     )
+    return answer, key_pem
+
+
+def test_join_makes_a_private_data_dir(tmp_path: Path) -> None:
+    answer, key_pem = _worker_answer("n2")
     data_dir = tmp_path / "share" / "swarmlite"
     local = NodeConfig(
         node_id="n2", cluster_id="c1", role="worker", hostname="h", advertise_addr="10.0.0.6"
@@ -60,17 +67,7 @@ def test_join_makes_a_private_data_dir(tmp_path: Path) -> None:
 
 
 def test_join_keeps_what_the_node_chose_and_takes_what_the_manager_said(tmp_path: Path) -> None:
-    ca = ClusterCA.create("c1")
-    key_pem, csr_pem = make_key_and_csr("joining")
-    answer = JoinResponse(
-        node_id="n3",
-        cluster_id="c1",
-        role="worker",
-        cert_pem=ca.sign_csr(csr_pem, node_id="n3", role="worker"),
-        ca_pem=ca.cert_pem,
-        managers=("10.0.0.5:4377",),
-        address_pool="10.77.0.0/16",
-    )
+    answer, key_pem = _worker_answer("n3", address_pool="10.77.0.0/16")
     local = NodeConfig(
         node_id="n3",
         cluster_id="c1",
