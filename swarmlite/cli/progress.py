@@ -6,8 +6,10 @@
     event_lines(before, now)  # one line per change, when stdout is not a terminal
     redraw(height, lines)     # ANSI text that overwrites the previous block
 
-A service has *converged* when its running tasks match the desired count and no update
-or rollback is in flight; a job-like service (restart_policy none or on-failure) whose
+A service has *converged* when its running tasks match the desired count, every task
+meant to run carries its current version (the orchestrator has acted on it: a
+scale-down's first look still counts the extra replicas) and no update or rollback
+is in flight; a job-like service (restart_policy none or on-failure) whose
 tasks all completed with exit 0 counts as converged too ("completed"). It has *failed*
 when its update paused, rolled back or its rollback paused, or when tasks of its
 current version (the service's, not the newest a task carries: the new version's
@@ -99,7 +101,11 @@ def service_view(
             failed += f" ({len(failures)} failed tasks)"
     if update in _UPDATE_STATES and not (update == "rollback_completed" and not failed):
         state = _UPDATE_STATES[update]
-    elif summary.running >= summary.desired and not _starting(live):
+    elif (
+        summary.running >= summary.desired
+        and not _starting(live)
+        and not (summary.spec_version and any(t.spec_version != version for t in live))
+    ):
         state = (
             "verifying" if changed and failures and _unsettled(live, running_for) else "converged"
         )

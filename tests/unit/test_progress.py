@@ -157,6 +157,15 @@ def test_the_services_version_decides_which_failures_count() -> None:
     assert (v.state, v.failed, v.failures) == ("scaling", "", ())
 
 
+def test_a_scale_down_converges_once_the_orchestrator_acted_on_it() -> None:
+    # Scaled 5 -> 3 as version 2: before the orchestrator's pass all 5 still run.
+    before = [task(slot, S.RUNNING, version=1) for slot in range(1, 6)]
+    v = view(summary(5, 3, version=2), before, created=False)
+    assert v.state == "scaling" and not v.done
+    after = [task(slot, S.RUNNING, version=2) for slot in range(1, 4)]
+    assert view(summary(3, 3, version=2), after, created=False).state == "converged"
+
+
 def test_a_task_that_crashes_and_restarts_is_verifying_not_converged() -> None:
     crashed = task(1, S.FAILED, err="task: non-zero exit (1)", at=1)
     again = task(1, S.RUNNING, at=2)
